@@ -1,0 +1,1 @@
+"""Real-time facial-emotion perception for robots (ROS 2)."""

@@ -1,0 +1,1 @@
+"""ROS-free core: detection, tracking, classification, smoothing, Hue mapping, dataset I/O."""

@@ -1,0 +1,1 @@
+"""Training tools: dataset import, Keras fit, evaluation, TFLite export (console script emotion-train)."""
