@@ -1,0 +1,65 @@
+"""Declare a node's parameters from ParamSpecs: descriptions, ranges, and validation at start and at runtime."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+
+from emotion_ros.core.param_spec import ParameterError, ParamSpec
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    desc = ParameterDescriptor(description=spec.description, additional_constraints=spec.constraints(),
+                               read_only=spec.read_only)
+    if spec.type is float and (spec.min is not None or spec.max is not None):
+        desc.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.min if spec.min is not None else -1e300),
+            to_value=float(spec.max if spec.max is not None else 1e300), step=0.0)]
+    elif spec.type is int and (spec.min is not None or spec.max is not None):
+        desc.integer_range = [IntegerRange(
+            from_value=int(spec.min if spec.min is not None else -(2 ** 62)),
+            to_value=int(spec.max if spec.max is not None else 2 ** 62), step=1)]
+    return desc
+
+
+def declare_params(node: Node, specs: Sequence[ParamSpec]) -> dict:
+    """Declare every spec on `node` and return a dict of current values that follows accepted runtime changes.
+
+    Raises ParameterError (all reasons at once) when a value given at start (parameter file, launch, CLI)
+    is invalid. Runtime changes through the parameter services are validated the same way and rejected
+    with the reason, leaving the old value in place.
+    """
+    by_name = {s.name: s for s in specs}
+    values, reasons = {}, []
+    for spec in specs:
+        try:
+            param = node.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            value = param.value
+        except Exception as exc:  # rclpy raises several types for type/range violations of overrides
+            reasons.append(f'{spec.name}: {exc}')
+            continue
+        reason = spec.reason_invalid(value)
+        if reason:
+            reasons.append(reason)
+        else:
+            values[spec.name] = spec.coerce(value)
+    if reasons:
+        raise ParameterError('invalid parameters: ' + '; '.join(reasons))
+
+    def on_set(params) -> SetParametersResult:
+        staged = {}
+        for p in params:
+            spec = by_name.get(p.name)
+            if spec is None:
+                continue
+            reason = spec.reason_invalid(p.value)
+            if reason:
+                node.get_logger().warning(f'rejected parameter change: {reason}')
+                return SetParametersResult(successful=False, reason=reason)
+            staged[p.name] = spec.coerce(p.value)
+        values.update(staged)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
+    return values
