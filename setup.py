@@ -6,7 +6,15 @@ from setuptools import find_packages, setup
 PACKAGE = 'emotion_ros'
 
 CONSOLE_SCRIPTS = [
+    'camera_node = emotion_ros.nodes.camera_node:main',
+    'face_detector_node = emotion_ros.nodes.face_detector_node:main',
+    'emotion_classifier_node = emotion_ros.nodes.emotion_classifier_node:main',
+    'hue_actuator_node = emotion_ros.nodes.hue_actuator_node:main',
+    'dataset_recorder_node = emotion_ros.nodes.dataset_recorder_node:main',
+    'emotion_live = emotion_ros.live:main',
+    'emotion-live = emotion_ros.live:main',
     'emotion-train = emotion_ros.training.cli:main',
+    'emotion-dataset = emotion_ros.dataset_cli:main',
 ]
 
 setup(
