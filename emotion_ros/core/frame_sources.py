@@ -1,0 +1,187 @@
+"""Where frames come from: webcam index, video file, image folder/glob, stream URL, or the built-in demo.
+
+Each source yields BGR uint8 frames through `read()`; `None` means "no frame now" (end of a file source,
+or a dropped device/stream). `open_source` validates the spec and raises SourceError with the reason.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass
+from typing import List, Optional
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.pgm', '.ppm')
+_URL = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
+
+
+class SourceError(RuntimeError):
+    """The source cannot be opened or has no frames; the message says why."""
+
+
+@dataclass
+class SourceInfo:
+    kind: str          # 'webcam' | 'file' | 'folder' | 'url' | 'demo'
+    description: str
+    fps: float         # native rate if known, else 0
+    finite: bool       # True when the source ends (file, folder, demo)
+    live: bool         # True when a drop should be retried (webcam, url)
+
+
+class FrameSource:
+    info: SourceInfo
+
+    def read(self) -> Optional[np.ndarray]:
+        raise NotImplementedError
+
+    def rewind(self) -> None:
+        """Start a finite source over (for `loop`)."""
+
+    def reopen(self) -> bool:
+        """Try to reconnect a live source; True on success."""
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def _fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    elif frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if width > 0 and height > 0 and (frame.shape[1], frame.shape[0]) != (width, height):
+        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+class CaptureSource(FrameSource):
+    """cv2.VideoCapture: webcams, video files and stream URLs."""
+
+    def __init__(self, target, info: SourceInfo, width: int, height: int):
+        self._target, self.info, self._w, self._h = target, info, width, height
+        self._cap = None
+        if not self._open():
+            raise SourceError(f'cannot open {info.kind} {info.description}')
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        if fps and 0 < fps < 1000:
+            self.info.fps = float(fps)
+
+    def _open(self) -> bool:
+        if self._cap is not None:
+            self._cap.release()
+        self._cap = cv2.VideoCapture(self._target)
+        if self.info.kind == 'webcam' and self._w > 0 and self._h > 0:
+            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, self._w)
+            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self._h)
+        return bool(self._cap.isOpened())
+
+    def read(self) -> Optional[np.ndarray]:
+        ok, frame = self._cap.read()
+        if not ok or frame is None or frame.size == 0:
+            return None
+        return _fit(frame, self._w, self._h)
+
+    def rewind(self) -> None:
+        if not self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+            self._open()
+
+    def reopen(self) -> bool:
+        return self._open()
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+
+
+class ImageListSource(FrameSource):
+    """A folder or glob of still images, in name order; unreadable files are skipped and reported."""
+
+    def __init__(self, paths: List[str], info: SourceInfo, width: int, height: int):
+        self._paths, self.info, self._w, self._h = paths, info, width, height
+        self._i = 0
+        self.skipped: List[str] = []
+
+    def read(self) -> Optional[np.ndarray]:
+        while self._i < len(self._paths):
+            path = self._paths[self._i]
+            self._i += 1
+            frame = cv2.imread(path, cv2.IMREAD_COLOR)
+            if frame is not None and frame.size:
+                return _fit(frame, self._w, self._h)
+            self.skipped.append(path)
+        return None
+
+    def rewind(self) -> None:
+        self._i = 0
+
+
+class DemoSource(FrameSource):
+    """A smiling portrait (scikit-image's astronaut photograph) filmed by a slowly panning, zooming camera.
+
+    Needs no file: the photograph ships inside the scikit-image wheel. Deterministic.
+    """
+
+    def __init__(self, width: int = 640, height: int = 480, frames: int = 150, fps: float = 30.0):
+        from skimage import data as skdata
+        rgb = skdata.astronaut()
+        self._photo = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        self._w, self._h = (width if width > 0 else 640), (height if height > 0 else 480)
+        self._n, self._i = frames, 0
+        self.info = SourceInfo('demo', f'astronaut portrait, {frames} frames', fps, True, False)
+
+    def read(self) -> Optional[np.ndarray]:
+        if self._i >= self._n:
+            return None
+        t = self._i / max(1, self._n - 1)
+        self._i += 1
+        ph, pw = self._photo.shape[:2]
+        zoom = 1.0 + 0.25 * np.sin(np.pi * t)
+        cx = pw * (0.5 + 0.06 * np.sin(2 * np.pi * t))
+        cy = ph * (0.5 + 0.04 * np.cos(2 * np.pi * t))
+        scale = zoom * min(self._w / pw, self._h / ph) * 1.1
+        m = np.array([[scale, 0, self._w / 2 - scale * cx], [0, scale, self._h / 2 - scale * cy]], np.float32)
+        return cv2.warpAffine(self._photo, m, (self._w, self._h), borderMode=cv2.BORDER_REFLECT)
+
+    def rewind(self) -> None:
+        self._i = 0
+
+
+def describe_source(spec: str) -> SourceInfo:
+    """Classify a source spec without opening it."""
+    spec = str(spec).strip()
+    if spec == 'demo':
+        return SourceInfo('demo', 'built-in demo', 30.0, True, False)
+    if re.fullmatch(r'\d+', spec):
+        return SourceInfo('webcam', f'/dev/video{spec}', 0.0, False, True)
+    if spec.startswith('/dev/video'):
+        return SourceInfo('webcam', spec, 0.0, False, True)
+    if _URL.match(spec):
+        return SourceInfo('url', spec, 0.0, False, True)
+    if os.path.isdir(spec) or any(ch in spec for ch in '*?['):
+        return SourceInfo('folder', spec, 0.0, True, False)
+    return SourceInfo('file', spec, 0.0, True, False)
+
+
+def open_source(spec: str, width: int = 0, height: int = 0, demo_frames: int = 150) -> FrameSource:
+    """Open a source; width/height > 0 resize every frame (and request that size from webcams)."""
+    info = describe_source(spec)
+    if info.kind == 'demo':
+        return DemoSource(width or 640, height or 480, demo_frames)
+    if info.kind == 'webcam':
+        index = int(spec) if str(spec).strip().isdigit() else str(spec)
+        return CaptureSource(index, info, width, height)
+    if info.kind == 'url':
+        return CaptureSource(str(spec), info, width, height)
+    if info.kind == 'folder':
+        pattern = os.path.join(spec, '*') if os.path.isdir(spec) else spec
+        paths = sorted(p for p in glob.glob(pattern) if p.lower().endswith(IMAGE_EXTENSIONS))
+        if not paths:
+            raise SourceError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) match {spec}')
+        return ImageListSource(paths, info, width, height)
+    if not os.path.isfile(spec):
+        raise SourceError(f'video file not found: {spec}')
+    return CaptureSource(str(spec), info, width, height)

@@ -1,0 +1,161 @@
+"""emotion_live: the whole graph (camera, face detector, emotion classifier, optionally Hue) in one process.
+
+Same nodes and the same parameter file as `ros2 launch emotion_ros live.launch.py`; for machines without
+`ros2 launch`, and for `make demo`. Prints a summary (frames, faces, expressions, latency) at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections import Counter
+from typing import List, Optional
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from emotion_msgs.msg import EmotionArray, FaceArray
+from emotion_ros.config_files import config_file
+from emotion_ros.core.param_spec import ParameterError
+from emotion_ros.nodes.node_main import StartupError
+from emotion_ros.nodes.qos import results_qos
+
+
+class LiveSummary(Node):
+    """Counts what the graph produced and the latency from image stamp to `emotions` received."""
+
+    def __init__(self, **node_kwargs):
+        super().__init__('live_summary', **node_kwargs)
+        self.latencies_ms: List[float] = []
+        self.labels: Counter = Counter()
+        self.faces = 0
+        self.emotion_msgs = 0
+        self.face_msgs = 0
+        self.last_message = time.monotonic()
+        self.create_subscription(EmotionArray, 'emotions', self._on_emotions, results_qos(100))
+        self.create_subscription(FaceArray, 'faces', self._on_faces, results_qos(100))
+
+    def _on_emotions(self, msg: EmotionArray) -> None:
+        now = self.get_clock().now().nanoseconds
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.latencies_ms.append((now - stamp) / 1e6)
+        self.emotion_msgs += 1
+        self.faces += len(msg.emotions)
+        self.labels.update(e.expression for e in msg.emotions)
+        self.last_message = time.monotonic()
+
+    def _on_faces(self, msg: FaceArray) -> None:
+        self.face_msgs += 1
+        self.last_message = time.monotonic()
+
+    def report(self, frames_published: int, wall_s: float) -> str:
+        import numpy as np
+        lat = np.array(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
+        lines = [
+            f'frames published      {frames_published} in {wall_s:.1f} s',
+            f'face lists received   {self.face_msgs}',
+            f'emotion arrays        {self.emotion_msgs} '
+            f'({100.0 * self.emotion_msgs / max(1, frames_published):.0f} % of frames)',
+            f'faces classified      {self.faces}',
+            'expressions           ' + (', '.join(f'{k} {v}' for k, v in self.labels.most_common()) or 'none'),
+            f'latency image->emotions  p50 {np.nanpercentile(lat, 50):.1f} ms   p95 {np.nanpercentile(lat, 95):.1f} ms'
+            f'   max {np.nanmax(lat):.1f} ms',
+        ]
+        return '\n'.join(lines)
+
+
+def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog='emotion_live', description=__doc__.splitlines()[0])
+    ap.add_argument('--params', default=None, help='ROS parameter file (default: the package\'s config/params.yaml)')
+    ap.add_argument('--source', help='camera source: webcam index, video file, image folder, URL, or "demo"')
+    ap.add_argument('--detector', help='face detector backend (overrides the parameter file)')
+    ap.add_argument('--fps', type=float, help='camera publish rate (overrides the parameter file)')
+    ap.add_argument('--loop', action='store_true', help='loop a file source')
+    ap.add_argument('--duration', type=float, default=0.0, help='stop after this many seconds (0 = until the '
+                    'source ends, or Ctrl-C)')
+    ap.add_argument('--hue-bridge', default=None, help='drive a Philips Hue bridge at HOST[:PORT]')
+    ap.add_argument('--hue-dry-run', action='store_true', help='run the Hue node without a bridge (logs states)')
+    ap.add_argument('--namespace', default='', help='namespace of all nodes (e.g. /cam1)')
+    args, ros_args = ap.parse_known_args(argv)
+    args.ros_args = ros_args
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    params = args.params or str(config_file('params.yaml'))
+    rclpy.init(args=['emotion_live', '--ros-args', '--params-file', params] + [a for a in args.ros_args
+                                                                              if a != '--ros-args'])
+    from emotion_ros.nodes.camera_node import CameraNode
+    from emotion_ros.nodes.emotion_classifier_node import EmotionClassifierNode
+    from emotion_ros.nodes.face_detector_node import FaceDetectorNode
+
+    remap = ['--ros-args', '-r', 'image:=image_raw']
+    camera_overrides = []
+    if args.source is not None:
+        camera_overrides.append(Parameter('source', value=args.source))
+    if args.fps is not None:
+        camera_overrides.append(Parameter('fps', value=float(args.fps)))
+    if args.loop:
+        camera_overrides.append(Parameter('loop', value=True))
+    detector_overrides = [Parameter('backend', value=args.detector)] if args.detector else []
+    nodes, hue_executor, hue_thread = [], None, None
+    log = rclpy.logging.get_logger('emotion_live')
+    try:
+        try:
+            kw = dict(namespace=args.namespace)
+            summary = LiveSummary(**kw)
+            classifier = EmotionClassifierNode(cli_args=remap, **kw)
+            detector = FaceDetectorNode(cli_args=remap, parameter_overrides=detector_overrides, **kw)
+            camera = CameraNode(parameter_overrides=camera_overrides, **kw)
+            nodes = [summary, classifier, detector, camera]
+            if args.hue_bridge or args.hue_dry_run:
+                hue_executor, hue_thread = _start_hue(args, kw, nodes)
+        except (ParameterError, StartupError, OSError, ValueError) as exc:
+            log.fatal(f'cannot start: {exc}')
+            return 2
+        executor = SingleThreadedExecutor()
+        for node in nodes[:4]:
+            executor.add_node(node)
+        start = time.monotonic()
+        deadline = start + args.duration if args.duration > 0 else float('inf')
+        while rclpy.ok() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+            if camera.finished and time.monotonic() - summary.last_message > 1.0:
+                break
+        print(summary.report(camera.frames_published, time.monotonic() - start), flush=True)
+        return 0
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    finally:
+        if hue_executor is not None:
+            hue_executor.shutdown()
+            hue_thread.join(timeout=5)
+        for node in nodes:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+def _start_hue(args, kw, nodes):
+    """The Hue node talks HTTP (blocking, with timeouts): give it its own executor so it never stalls frames."""
+    from emotion_ros.nodes.hue_actuator_node import HueActuatorNode
+    overrides = []
+    if args.hue_bridge:
+        overrides.append(Parameter('bridge', value=args.hue_bridge))
+    if args.hue_dry_run:
+        overrides.append(Parameter('dry_run', value=True))
+    hue = HueActuatorNode(parameter_overrides=overrides, **kw)
+    nodes.append(hue)
+    executor = SingleThreadedExecutor()
+    executor.add_node(hue)
+    thread = threading.Thread(target=executor.spin, name='hue_executor', daemon=True)
+    thread.start()
+    return executor, thread
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""face_detector_node: image topic in, tracked face boxes out (emotion_msgs/FaceArray, header copied)."""
+from __future__ import annotations
+
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+
+from emotion_msgs.msg import Face, FaceArray
+from emotion_ros.core.face_detection import BACKENDS, DEFAULT_BACKEND, create_detector
+from emotion_ros.core.face_tracking import FaceTracker
+from emotion_ros.core.image_encoding import ImageDecodeError
+from emotion_ros.core.param_spec import ParamSpec
+from emotion_ros.nodes.node_main import StartupError, main_for
+from emotion_ros.nodes.params import declare_params
+from emotion_ros.nodes.qos import latest_frame_qos, results_qos
+from emotion_ros.nodes.ros_image import compressed_to_bgr, image_to_bgr
+from emotion_ros.nodes.throttled_log import ThrottledLog
+
+SPECS = (
+    ParamSpec('backend', DEFAULT_BACKEND, 'face detector: ' + ', '.join(BACKENDS), choices=BACKENDS, read_only=True),
+    ParamSpec('min_score', 0.6, 'drop detections scoring below this (0..1)', min=0.0, max=1.0),
+    ParamSpec('max_side', 640, 'frames larger than this (longest side, px) are downscaled for detection; '
+              'boxes are still reported in source pixels', min=64, max=8192, read_only=True),
+    ParamSpec('image_transport', 'raw', 'subscribe to `image` (raw, sensor_msgs/Image) or `image/compressed` '
+              '(sensor_msgs/CompressedImage)', choices=('raw', 'compressed'), read_only=True),
+    ParamSpec('tracking', True, 'give faces stable ids across frames (IoU tracking)'),
+    ParamSpec('track_iou', 0.3, 'minimum IoU for a box to continue a track', min=0.01, max=1.0, read_only=True),
+    ParamSpec('track_max_missed', 5, 'frames a track survives without a matching box', min=0, max=1000,
+              read_only=True),
+)
+
+
+class FaceDetectorNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__('face_detector', **node_kwargs)
+        self.p = declare_params(self, SPECS)
+        try:
+            self.detector = create_detector(self.p['backend'], min_score=self.p['min_score'],
+                                            max_side=self.p['max_side'])
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise StartupError(f'face detector {self.p["backend"]!r}: {exc}') from exc
+        self.tracker = FaceTracker(iou_threshold=self.p['track_iou'], max_missed=self.p['track_max_missed'])
+        self._log = ThrottledLog(self.get_logger(), period_s=5.0)
+        self._pub = self.create_publisher(FaceArray, 'faces', results_qos())
+        if self.p['image_transport'] == 'compressed':
+            self.create_subscription(CompressedImage, 'image/compressed', self._on_compressed, latest_frame_qos())
+        else:
+            self.create_subscription(Image, 'image', self._on_image, latest_frame_qos())
+        self.frames = 0
+        self.get_logger().info(f'{self.detector.name} detector on {self.p["image_transport"]} images')
+
+    def _on_image(self, msg: Image) -> None:
+        self._process(msg.header, lambda: image_to_bgr(msg))
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._process(msg.header, lambda: compressed_to_bgr(msg))
+
+    def _process(self, header, decode) -> None:
+        try:
+            image = decode()
+        except ImageDecodeError as exc:
+            self._log.warning('decode', f'image skipped: {exc}')
+            return
+        boxes = self.detector.detect(image)
+        ids = self.tracker.update(boxes) if self.p['tracking'] else [''] * len(boxes)
+        faces = [Face(id=track_id, confidence=float(b.score),
+                      roi=RegionOfInterest(x_offset=int(b.x), y_offset=int(b.y), width=int(b.w), height=int(b.h)))
+                 for b, track_id in zip(boxes, ids)]
+        self._pub.publish(FaceArray(header=header, faces=faces))
+        self.frames += 1
+
+
+main = main_for(FaceDetectorNode)
