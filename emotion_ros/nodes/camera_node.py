@@ -101,7 +101,9 @@ class CameraNode(Node):
         return Header(stamp=stamp, frame_id=self.p['frame_id'])
 
     def destroy_node(self):
-        self._source.close()
+        source = getattr(self, '_source', None)  # absent when __init__ failed
+        if source is not None:
+            source.close()
         super().destroy_node()
 
 
