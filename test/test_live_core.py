@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import MEDIA, require_shared
+from conftest import require_shared
 from emotion_ros.core.annotate import draw_faces
 from emotion_ros.core.frame_sources import SourceError, describe_source, open_source
 from emotion_ros.core.score_smoothing import ScoreSmoother

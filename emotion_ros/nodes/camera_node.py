@@ -10,6 +10,7 @@ from std_msgs.msg import Header
 
 from emotion_ros.core.frame_sources import SourceError, open_source
 from emotion_ros.core.param_spec import ParamSpec
+from emotion_ros.nodes.diagnostics import NodeDiagnostics
 from emotion_ros.nodes.node_main import StartupError, main_for
 from emotion_ros.nodes.params import declare_params
 from emotion_ros.nodes.ros_image import bgr_to_image
@@ -48,6 +49,8 @@ class CameraNode(Node):
         self._image_pub = self.create_publisher(Image, 'image_raw', qos_profile_sensor_data)
         self._info_pub = self.create_publisher(CameraInfo, 'camera_info', qos_profile_sensor_data)
         self.frames_published = 0
+        self.diag = NodeDiagnostics(self, lambda: {'source': f'{info.kind} {info.description}',
+                                                   'target_fps': f'{fps:.1f}'})
         self._backoff, self._retry_at = 0.25, 0.0
         self._wait_until = time.monotonic() + self.p['wait_timeout_s']
         self._timer = self.create_timer(1.0 / fps, self._tick)
@@ -77,11 +80,13 @@ class CameraNode(Node):
         self._info_pub.publish(CameraInfo(header=msg.header, height=msg.height, width=msg.width,
                                           distortion_model='plumb_bob'))
         self.frames_published += 1
+        self.diag.done()
 
     def _on_no_frame(self):
         info = self._source.info
         if info.live:
             self.get_logger().warning(f'{info.kind} {info.description} dropped; reconnecting in {self._backoff:.2f} s')
+            self.diag.error(f'{info.kind} dropped')
             self._retry_at = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2, self.p['reconnect_max_backoff_s'])
             if self._source.reopen():

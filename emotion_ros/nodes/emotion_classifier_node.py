@@ -14,6 +14,7 @@ from emotion_ros.core.image_encoding import ImageDecodeError
 from emotion_ros.core.param_spec import ParamSpec
 from emotion_ros.core.score_smoothing import ScoreSmoother
 from emotion_ros.core.stamp_pairing import StampPairer
+from emotion_ros.nodes.diagnostics import NodeDiagnostics, latency_since
 from emotion_ros.nodes.node_main import StartupError, main_for
 from emotion_ros.nodes.params import declare_params
 from emotion_ros.nodes.qos import latest_frame_qos, results_qos
@@ -51,7 +52,10 @@ class EmotionClassifierNode(Node):
         self.labels = list(self.model.labels)
         self.smoother = ScoreSmoother(self.p['smoothing_time_constant_s'], self.p['smoothing_max_age_s'])
         self.pairer = StampPairer(self.p['pairing_cache'], self.p['pairing_cache'])
-        self._log = ThrottledLog(self.get_logger(), period_s=5.0)
+        self.diag = NodeDiagnostics(self, lambda: {'model': path, 'labels': ','.join(self.labels),
+                                                   'threads': str(self.p['num_threads'])})
+        self._log = ThrottledLog(self.get_logger(), period_s=5.0, on_warning=self.diag.error)
+        self._dropped_seen = 0
         self._emotions_pub = self.create_publisher(EmotionArray, 'emotions', results_qos())
         self._annotated_pub = self.create_publisher(Image, 'image_annotated', latest_frame_qos())
         self.create_subscription(Image, 'image', self._on_image, latest_frame_qos())
@@ -65,6 +69,7 @@ class EmotionClassifierNode(Node):
             self._classify(*pair)
 
     def _on_faces(self, msg: FaceArray) -> None:
+        self.diag.input()
         if not msg.faces and self._annotated_pub.get_subscription_count() == 0:
             self._publish(msg, [])
             return
@@ -105,6 +110,11 @@ class EmotionClassifierNode(Node):
     def _publish(self, faces_msg: FaceArray, emotions, image=None) -> None:
         self._emotions_pub.publish(EmotionArray(header=faces_msg.header, emotions=emotions))
         self.frames += 1
+        self.diag.done(latency_since(self, faces_msg.header))
+        dropped = self.pairer.dropped_faces
+        if dropped > self._dropped_seen:
+            self.diag.drop(dropped - self._dropped_seen)
+            self._dropped_seen = dropped
         if image is not None and self.p['annotate'] and self._annotated_pub.get_subscription_count() > 0:
             drawn = draw_faces(image, [((e.face.roi.x_offset, e.face.roi.y_offset, e.face.roi.width,
                                          e.face.roi.height), e.face.id, e.expression, e.confidence)

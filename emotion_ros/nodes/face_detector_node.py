@@ -9,6 +9,7 @@ from emotion_ros.core.face_detection import BACKENDS, DEFAULT_BACKEND, create_de
 from emotion_ros.core.face_tracking import FaceTracker
 from emotion_ros.core.image_encoding import ImageDecodeError
 from emotion_ros.core.param_spec import ParamSpec
+from emotion_ros.nodes.diagnostics import NodeDiagnostics, latency_since
 from emotion_ros.nodes.node_main import StartupError, main_for
 from emotion_ros.nodes.params import declare_params
 from emotion_ros.nodes.qos import latest_frame_qos, results_qos
@@ -39,7 +40,9 @@ class FaceDetectorNode(Node):
         except (ValueError, OSError, RuntimeError) as exc:
             raise StartupError(f'face detector {self.p["backend"]!r}: {exc}') from exc
         self.tracker = FaceTracker(iou_threshold=self.p['track_iou'], max_missed=self.p['track_max_missed'])
-        self._log = ThrottledLog(self.get_logger(), period_s=5.0)
+        self._ids_seen = set()
+        self.diag = NodeDiagnostics(self, lambda: {'backend': self.detector.name, 'tracks': str(len(self._ids_seen))})
+        self._log = ThrottledLog(self.get_logger(), period_s=5.0, on_warning=self.diag.error)
         self._pub = self.create_publisher(FaceArray, 'faces', results_qos())
         if self.p['image_transport'] == 'compressed':
             self.create_subscription(CompressedImage, 'image/compressed', self._on_compressed, latest_frame_qos())
@@ -55,6 +58,7 @@ class FaceDetectorNode(Node):
         self._process(msg.header, lambda: compressed_to_bgr(msg))
 
     def _process(self, header, decode) -> None:
+        self.diag.input()
         try:
             image = decode()
         except ImageDecodeError as exc:
@@ -66,7 +70,9 @@ class FaceDetectorNode(Node):
                       roi=RegionOfInterest(x_offset=int(b.x), y_offset=int(b.y), width=int(b.w), height=int(b.h)))
                  for b, track_id in zip(boxes, ids)]
         self._pub.publish(FaceArray(header=header, faces=faces))
+        self._ids_seen.update(i for i in ids if i)
         self.frames += 1
+        self.diag.done(latency_since(self, header))
 
 
 main = main_for(FaceDetectorNode)
