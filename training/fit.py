@@ -1,0 +1,234 @@
+"""`emotion-train fit`: train a Keras model on a shared-format npz, select on val, write a run folder.
+
+Run folder: command.txt (exact command and seed), config.json, checkpoints/ (last.keras + state.json
+after every epoch, for --resume), best.keras (best val accuracy), history.json, metrics.json,
+curves.png, confusion_val.png.
+"""
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import data as D
+from .metrics import summarize
+from .plots import plot_confusion, plot_curves
+
+
+def _atomic_json(obj, path):
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _atomic_save_model(model, path):
+    tmp = str(path).replace('.keras', '.tmp.keras')
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _callbacks(keras):
+    class BudgetSchedule(keras.callbacks.Callback):
+        """Warm-up then cosine decay over whichever runs out first: the step count or the wall-clock
+        budget. A contended machine then still ends at a low learning rate, on time."""
+
+        def __init__(self, peak_lr, total_steps, budget_s, state, warmup=0.03, floor=0.01):
+            super().__init__()
+            self.peak, self.total, self.budget = peak_lr, total_steps, budget_s
+            self.warmup, self.floor = warmup, floor
+            self.step = state.get('step', 0)
+            self.elapsed0 = state.get('elapsed_s', 0.0)
+            self.t0 = time.monotonic()
+
+        def elapsed(self):
+            return self.elapsed0 + time.monotonic() - self.t0
+
+        def progress(self):
+            p = self.step / max(self.total, 1)
+            if self.budget:
+                p = max(p, self.elapsed() / self.budget)
+            return p
+
+        def on_train_batch_begin(self, batch, logs=None):
+            p = self.progress()
+            if p >= 1.0:
+                self.model.stop_training = True
+                p = 1.0
+            if p < self.warmup:
+                f = p / self.warmup
+            else:
+                f = 0.5 * (1 + math.cos(math.pi * (p - self.warmup) / (1 - self.warmup)))
+            self.model.optimizer.learning_rate.assign(self.peak * max(f, self.floor))
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+
+    class Checkpointer(keras.callbacks.Callback):
+        """After every epoch: last.keras + state.json (resumable), best.keras on a new best val accuracy."""
+
+        def __init__(self, run_dir, schedule, state):
+            super().__init__()
+            self.run, self.schedule = Path(run_dir), schedule
+            self.history = state.get('history', {})
+            self.best = state.get('best_val_accuracy', -1.0)
+            self.best_epoch = state.get('best_epoch', 0)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            logs['lr'] = float(self.model.optimizer.learning_rate.numpy())
+            logs['elapsed_s'] = self.schedule.elapsed()
+            for k, v in logs.items():
+                self.history.setdefault(k, []).append(float(v))
+            val = logs.get('val_accuracy', -1.0)
+            if val > self.best:
+                self.best, self.best_epoch = val, epoch + 1
+                _atomic_save_model(self.model, self.run / 'best.keras')
+            _atomic_save_model(self.model, self.run / 'checkpoints' / 'last.keras')
+            _atomic_json({'epoch': epoch + 1, 'step': self.schedule.step, 'elapsed_s': self.schedule.elapsed(),
+                          'best_val_accuracy': self.best, 'best_epoch': self.best_epoch,
+                          'history': self.history}, self.run / 'checkpoints' / 'state.json')
+            _atomic_json(self.history, self.run / 'history.json')
+            print(f'epoch {epoch + 1}: ' + ' '.join(f'{k}={v:.4g}' for k, v in logs.items())
+                  + f' | best val_accuracy {self.best:.4f} (epoch {self.best_epoch})', flush=True)
+
+    class Progress(keras.callbacks.Callback):
+        """tqdm bar per epoch (sparse updates when the output is a log file)."""
+
+        def __init__(self, steps, epochs):
+            super().__init__()
+            self.steps, self.epochs, self.bar = steps, epochs, None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.steps, desc=f'epoch {epoch + 1}/{self.epochs}', unit='batch',
+                            mininterval=1 if sys.stderr.isatty() else 30, leave=False)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.bar.update(1)
+            if logs and batch % 20 == 0:
+                self.bar.set_postfix(loss=f"{logs.get('loss', 0):.3f}", acc=f"{logs.get('accuracy', 0):.3f}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.close()
+
+    return BudgetSchedule, Checkpointer, Progress
+
+
+def _limit(ds, n, seed):
+    if not n or n >= len(ds):
+        return ds
+    idx = np.sort(np.random.default_rng(seed).choice(len(ds), size=n, replace=False))
+    return ds.subset(idx)
+
+
+def run_fit(args) -> dict:
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    import keras
+    import tensorflow as tf
+
+    from .models import build_model
+
+    run = Path(args.run_dir)
+    ckdir = run / 'checkpoints'
+    state_path = ckdir / 'state.json'
+    if state_path.exists() and not args.resume:
+        raise SystemExit(f'{run} already holds a checkpoint: pass --resume to continue it or choose a new --run-dir')
+    if args.resume and not state_path.exists():
+        raise SystemExit(f'--resume: no checkpoint in {ckdir}')
+    ckdir.mkdir(parents=True, exist_ok=True)
+    command = shlex.join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+    with open(run / 'command.txt', 'a') as f:
+        f.write(f'{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} seed={args.seed} {command}\n')
+    config = {k: v for k, v in vars(args).items() if k != 'func'}
+    _atomic_json(config, run / 'config.json')
+
+    keras.utils.set_random_seed(args.seed)
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+    full = D.load_npz(args.data)
+    train, hold, val, split_info = D.honest_splits(full, args.holdout, args.seed)
+    train = _limit(train, args.limit_train, args.seed)
+    val = _limit(val, args.limit_val, args.seed)
+    hold = _limit(hold, args.limit_val, args.seed)
+    classes = train.classes
+    print(f'data: {split_info} -> training on {len(train)}, selecting on {len(val)} val', flush=True)
+
+    targets = D.make_targets(train, args.label_smoothing, args.ferplus_weight)
+    cw = D.class_weights(train.labels, len(classes), args.class_weight)
+    sample_w = cw[train.labels]
+    steps_per_epoch = math.ceil(len(train) / args.batch_size)
+    train_ds = D.train_dataset(train.images, targets, sample_w, args.batch_size, args.seed, augment=not args.no_augment)
+    val_x = val.images[..., None].astype(np.float32)
+    val_y = np.eye(len(classes), dtype=np.float32)[val.labels]
+
+    state = json.loads(state_path.read_text()) if args.resume else {}
+    if args.resume:
+        model = keras.models.load_model(ckdir / 'last.keras')
+        print(f'resuming {run} at epoch {state["epoch"]} (step {state["step"]}, {state["elapsed_s"]:.0f} s in)')
+    else:
+        model = build_model(args.arch, len(classes), width=args.width)
+        model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr, weight_decay=args.weight_decay),
+                      loss=keras.losses.CategoricalCrossentropy(),
+                      metrics=[keras.metrics.CategoricalAccuracy(name='accuracy')])
+    model.summary(print_fn=lambda s, **k: None)
+    BudgetSchedule, Checkpointer, Progress = _callbacks(keras)
+    budget = args.time_budget_min * 60 if args.time_budget_min else None
+    schedule = BudgetSchedule(args.lr, steps_per_epoch * args.epochs, budget, state)
+    ckpt = Checkpointer(run, schedule, state)
+    t0 = time.monotonic()
+    if state.get('epoch', 0) < args.epochs and schedule.progress() < 1.0:
+        model.fit(train_ds, epochs=args.epochs, initial_epoch=state.get('epoch', 0), steps_per_epoch=steps_per_epoch,
+                  validation_data=(val_x, val_y), validation_batch_size=256, verbose=0,
+                  callbacks=[schedule, ckpt, Progress(steps_per_epoch, args.epochs)])
+    wall = time.monotonic() - t0
+
+    best = keras.models.load_model(run / 'best.keras')
+    results = {'arch': args.arch, 'width': args.width, 'params': int(best.count_params()), 'classes': classes,
+               'seed': args.seed, 'command': command, 'split': split_info,
+               'best_epoch': ckpt.best_epoch, 'epochs_run': len(ckpt.history.get('loss', [])),
+               'train_wall_s_this_session': round(wall, 1), 'train_wall_s_total': round(schedule.elapsed(), 1),
+               'seconds_per_epoch': round(schedule.elapsed() / max(len(ckpt.history.get('loss', [])), 1), 1)}
+    for name, part in (('val', val), ('holdout', hold)):
+        if len(part):
+            pred = best.predict(part.images[..., None].astype(np.float32), batch_size=256, verbose=0).argmax(1)
+            results[name] = summarize(part.labels, pred, classes)
+    _atomic_json(results, run / 'metrics.json')
+    plot_curves(ckpt.history, run / 'curves.png')
+    if 'val' in results:
+        plot_confusion(results['val']['confusion'], classes, run / 'confusion_val.png',
+                       title=f"val: accuracy {results['val']['accuracy']:.3f}, macro-F1 {results['val']['macro_f1']:.3f}")
+    print(json.dumps({k: results[k] for k in ('best_epoch', 'epochs_run', 'train_wall_s_total')}
+                     | {f'{p}_{m}': results[p][m] for p in ('val', 'holdout') if p in results
+                        for m in ('accuracy', 'macro_f1')}), flush=True)
+    return results
+
+
+def add_arguments(p):
+    p.add_argument('--data', required=True, help='npz in the shared format with a split array (train/val)')
+    p.add_argument('--run-dir', required=True, help='output folder (checkpoints, metrics, plots)')
+    p.add_argument('--arch', default='emonet', choices=['emonet', 'tutorial'])
+    p.add_argument('--width', type=int, default=32, help='emonet base width (channels of the first stage)')
+    p.add_argument('--epochs', type=int, default=60)
+    p.add_argument('--time-budget-min', type=float, default=0,
+                   help='wall-clock budget: the LR schedule ends and training stops when it is spent')
+    p.add_argument('--batch-size', type=int, default=128)
+    p.add_argument('--lr', type=float, default=2e-3, help='peak learning rate (AdamW)')
+    p.add_argument('--weight-decay', type=float, default=0.05)
+    p.add_argument('--label-smoothing', type=float, default=0.1)
+    p.add_argument('--ferplus-weight', type=float, default=0.0,
+                   help='mix FER+ vote distributions into the targets (0 = original labels only, 1 = FER+ only)')
+    p.add_argument('--class-weight', default='sqrt', choices=['none', 'sqrt', 'balanced'])
+    p.add_argument('--no-augment', action='store_true')
+    p.add_argument('--holdout', type=float, default=0.05, help='fraction of train held out (stratified) as a second check')
+    p.add_argument('--limit-train', type=int, default=0, help='train on a random subset of this size (smoke tests)')
+    p.add_argument('--limit-val', type=int, default=0, help='select on a random subset of val of this size')
+    p.add_argument('--seed', type=int, default=1)
+    p.add_argument('--threads', type=int, default=0, help='TensorFlow threads (0 = all cores)')
+    p.add_argument('--resume', action='store_true', help='continue from run-dir/checkpoints')
