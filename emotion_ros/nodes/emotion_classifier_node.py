@@ -89,11 +89,16 @@ class EmotionClassifierNode(Node):
         if len(faces) > len(chosen):
             self._log.warning('too_many', f'{len(faces)} faces in one frame; classifying the largest '
                               f'{len(chosen)} (max_faces)')
-        probs = np.zeros((0, len(self.labels)), np.float32)
-        if chosen:
-            crops = np.stack([crop_face(image, (f.roi.x_offset, f.roi.y_offset, f.roi.width, f.roi.height))
-                              for f in (faces[i] for i in chosen)])
-            probs = self.model.predict(crops)
+        crops, valid = [], []
+        for i in chosen:
+            roi = faces[i].roi
+            try:
+                crops.append(crop_face(image, (roi.x_offset, roi.y_offset, roi.width, roi.height)))
+                valid.append(i)
+            except ValueError as exc:
+                self._log.warning('bad_box', f'face {faces[i].id or i} skipped: {exc}')
+        chosen = valid
+        probs = self.model.predict(np.stack(crops)) if crops else np.zeros((0, len(self.labels)), np.float32)
         t = faces_msg.header.stamp.sec + faces_msg.header.stamp.nanosec * 1e-9
         emotions = []
         for i, p in zip(chosen, probs):
