@@ -78,6 +78,8 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
                     'source ends, or Ctrl-C)')
     ap.add_argument('--hue-bridge', default=None, help='drive a Philips Hue bridge at HOST[:PORT]')
     ap.add_argument('--hue-dry-run', action='store_true', help='run the Hue node without a bridge (logs states)')
+    ap.add_argument('--record', metavar='DATASET_DIR', default=None,
+                    help='run dataset_recorder_node on this FaceLabeler folder (`emotion-dataset capture ...`)')
     ap.add_argument('--namespace', default='', help='namespace of all nodes (e.g. /cam1)')
     args, ros_args = ap.parse_known_args(argv)
     args.ros_args = ros_args
@@ -112,13 +114,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             detector = FaceDetectorNode(cli_args=remap, parameter_overrides=detector_overrides, **kw)
             camera = CameraNode(parameter_overrides=camera_overrides, **kw)
             nodes = [summary, classifier, detector, camera]
+            if args.record:
+                nodes.append(_recorder(args, kw, remap))
+            shared = list(nodes)
             if args.hue_bridge or args.hue_dry_run:
                 hue_executor, hue_thread = _start_hue(args, kw, nodes)
         except (ParameterError, StartupError, OSError, ValueError) as exc:
             log.fatal(f'cannot start: {exc}')
             return 2
         executor = SingleThreadedExecutor()
-        for node in nodes[:4]:
+        for node in shared:
             executor.add_node(node)
         start = time.monotonic()
         deadline = start + args.duration if args.duration > 0 else float('inf')
@@ -138,6 +143,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def _recorder(args, kw, remap):
+    """Cheap (idle until asked, its bursts await frames without blocking): shares the main executor."""
+    from emotion_ros.nodes.dataset_recorder_node import DatasetRecorderNode
+    return DatasetRecorderNode(cli_args=remap, parameter_overrides=[Parameter('dataset_dir', value=args.record)],
+                               **kw)
 
 
 def _start_hue(args, kw, nodes):
