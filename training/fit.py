@@ -158,6 +158,8 @@ def run_fit(args) -> dict:
     val = _limit(val, args.limit_val, args.seed)
     hold = _limit(hold, args.limit_val, args.seed)
     classes = train.classes
+    (run / 'labels.txt').write_text('\n'.join(classes) + '\n')
+    (run / 'best.labels.txt').write_text('\n'.join(classes) + '\n')
     print(f'data: {split_info} -> training on {len(train)}, selecting on {len(val)} val', flush=True)
 
     targets = D.make_targets(train, args.label_smoothing, args.ferplus_weight)

@@ -10,7 +10,11 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
 
 
 def summarize(y_true, y_pred, classes) -> dict:
-    """n, accuracy, macro_f1 (over classes present in y_true or y_pred), per-class recall, confusion."""
+    """n, accuracy, macro_f1, per-class recall (None for a class absent from y_true), confusion.
+
+    macro_f1 averages over the classes that occur in y_true: a class the data does not contain says
+    nothing about the model (predictions of it still count against precision of none, and as errors).
+    """
     cm = confusion_matrix(y_true, y_pred, len(classes))
     n = int(cm.sum())
     tp = np.diag(cm).astype(np.float64)
@@ -20,7 +24,7 @@ def summarize(y_true, y_pred, classes) -> dict:
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp),
                    where=(precision + recall) > 0)
-    present = (support + predicted) > 0
+    present = support > 0
     return {
         'n': n,
         'accuracy': float(tp.sum() / n) if n else 0.0,

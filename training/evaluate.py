@@ -1,0 +1,86 @@
+"""`emotion-train evaluate`: score a model (.tflite or .keras; default the shipped one) on any npz
+in the shared format, with class names matched through their synonyms."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from emotion_ros.core.labels import canonical_label
+
+from .metrics import summarize
+
+
+def load_predictor(model_path):
+    """(labels, predict(uint8 N x 48 x 48) -> probs) for a .tflite (LiteRT) or .keras model."""
+    model_path = Path(model_path)
+    if model_path.suffix == '.keras':
+        import keras
+
+        from .export import keras_labels
+        model = keras.models.load_model(model_path)
+        labels = keras_labels(model_path, model)
+        return labels, lambda x: model.predict(x[..., None].astype(np.float32), batch_size=256, verbose=0)
+    from emotion_ros.core.emotion_model import EmotionModel
+    model = EmotionModel(model_path, num_threads=2)
+    return list(model.labels), model.predict
+
+
+def evaluate(data_path, model_path=None, split: str | None = None, limit: int = 0) -> dict:
+    from emotion_ros.core.emotion_model import default_model_path
+
+    from .data import load_npz
+    model_path = Path(model_path) if model_path else default_model_path()
+    ds = load_npz(data_path)
+    if split:
+        if ds.split is None:
+            raise ValueError(f'{data_path} has no split array; drop --split')
+        ds = ds.subset(ds.split == split)
+    if limit:
+        ds = ds.subset(np.arange(min(limit, len(ds))))
+    labels, predict = load_predictor(model_path)
+    model_labels = [canonical_label(n) for n in labels]
+    data_labels = [canonical_label(c) for c in ds.classes]
+    to_model = np.array([model_labels.index(c) if c in model_labels else -1 for c in data_labels], np.int64)
+    mapped = to_model[ds.labels] if len(ds) else np.zeros(0, np.int64)
+    keep = mapped >= 0
+    skipped = {c: int((ds.labels == i).sum()) for i, c in enumerate(data_labels) if to_model[i] < 0}
+    skipped = {c: n for c, n in skipped.items() if n}
+    notes = [f'skipped {n} images of class {c!r}: the model has no such class' for c, n in skipped.items()]
+    images = ds.images[keep]
+    if images.shape[1:] != (48, 48):
+        raise ValueError(f'{data_path}: images are {images.shape[1:]}, expected 48x48 crops '
+                         '(run `emotion-train import` first)')
+    probs = predict(images) if len(images) else np.zeros((0, len(model_labels)), np.float32)
+    result = summarize(mapped[keep], np.asarray(probs).argmax(1) if len(images) else [], model_labels)
+    result.update({'model': str(model_path), 'data': str(data_path), 'split': split,
+                   'skipped_classes': skipped, 'notes': notes})
+    return result
+
+
+def run_evaluate(args) -> int:
+    try:
+        result = evaluate(args.data, args.model, args.split, args.limit)
+    except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback for bad inputs
+        print(f'emotion-train evaluate: {exc.__class__.__name__}: {exc}', file=sys.stderr)
+        return 2
+    for note in result['notes']:
+        print(f'note: {note}', file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['model']} on {result['data']}: n={result['n']} accuracy={result['accuracy']:.4f} "
+          f"macro_f1={result['macro_f1']:.4f}")
+    for c, r in result['per_class'].items():
+        print(f"  {c:10s} recall {'-' if r is None else f'{r:.3f}'} (n={result['support'][c]})")
+    return 0
+
+
+def add_arguments(p):
+    p.add_argument('--data', required=True, help='npz in the shared format')
+    p.add_argument('--model', help='.tflite (labels file beside it) or .keras; default: the shipped model')
+    p.add_argument('--split', help='only rows whose split equals this (e.g. val)')
+    p.add_argument('--limit', type=int, default=0, help='only the first N rows (after --split)')
+    p.add_argument('--json', action='store_true', help='print one JSON object')
