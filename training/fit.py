@@ -187,7 +187,7 @@ def run_fit(args) -> dict:
     t0 = time.monotonic()
     if state.get('epoch', 0) < args.epochs and schedule.progress() < 1.0:
         model.fit(train_ds, epochs=args.epochs, initial_epoch=state.get('epoch', 0), steps_per_epoch=steps_per_epoch,
-                  validation_data=(val_x, val_y), validation_batch_size=256, verbose=0,
+                  validation_data=(val_x, val_y), validation_batch_size=256, verbose=0, shuffle=False,
                   callbacks=[schedule, ckpt, Progress(steps_per_epoch, args.epochs)])
     wall = time.monotonic() - t0
 
