@@ -5,9 +5,8 @@ Time is always passed in (monotonic seconds) so every rule is unit-testable with
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
-from typing import Deque, Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional
 
 from emotion_ros.core.hue_colors import LightState
 
@@ -78,30 +77,20 @@ class ExpressionHold:
 
 
 class RateLimiter:
-    """At most `rate` events in any sliding window of max(1 s, 1/rate): a burst never exceeds the limit."""
+    """Commands at least 1/rate apart: never more than `rate` in any 1 s window, and no burst that the
+    bridge would have to queue (it forwards commands to the Zigbee network one by one)."""
 
     def __init__(self):
-        self._times: Deque[float] = deque()
-
-    @staticmethod
-    def _window(rate: float) -> Tuple[float, int]:
-        window = max(1.0, 1.0 / rate)
-        return window, max(1, int(math.floor(rate * window + 1e-9)))
+        self._last = -math.inf
 
     def allows(self, now: float, rate: float) -> bool:
-        window, count = self._window(rate)
-        while self._times and self._times[0] <= now - window:
-            self._times.popleft()
-        return len(self._times) < count
+        return now - self._last >= 1.0 / rate - 1e-9
 
     def record(self, now: float) -> None:
-        self._times.append(now)
+        self._last = now
 
     def next_allowed(self, now: float, rate: float) -> float:
-        if self.allows(now, rate):
-            return now
-        window, count = self._window(rate)
-        return self._times[-count] + window
+        return max(now, self._last + 1.0 / rate)
 
 
 @dataclass(frozen=True)
