@@ -1,0 +1,136 @@
+"""The dataset recorder in the real graph: camera_node on a real clip -> face_detector_node (real detector) ->
+dataset_recorder_node, driven through the `emotion-dataset` CLI; kill -9 mid-burst; restart; `emotion-train import`."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import require_shared
+from ros_graph import VENV_BIN, NodeProcess, ros_args
+
+from emotion_ros.core.facelabeler_dataset import scan
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+@pytest.fixture(scope='module')
+def live_faces(ros_env, tmp_path_factory):
+    """camera_node looping the clip + face_detector_node: `image_raw` and `faces` flow for the whole module."""
+    clip = require_shared('media', 'head-pose-face-detection-male.mp4')
+    logs = tmp_path_factory.mktemp('graph_logs')
+    cam = NodeProcess('camera_node', ros_args({'source': str(clip), 'fps': 15.0, 'loop': True}), ros_env, logs)
+    det = NodeProcess('face_detector_node', ros_args(remaps={'image': 'image_raw'}), ros_env, logs)
+    yield cam, det
+    det.stop()
+    cam.stop()
+    assert 'Traceback' not in det.output + cam.output
+
+
+def recorder(ds, env, log_dir, **params):
+    return NodeProcess('dataset_recorder_node', ros_args({'dataset_dir': str(ds), **params}, {'image': 'image_raw'}),
+                       env, log_dir)
+
+
+def cli(env, *args, timeout=120):
+    return subprocess.run([str(VENV_BIN / 'emotion-dataset'), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def wait_ready(rec, timeout=30.0):
+    end = time.monotonic() + timeout
+    while 'images, labels' not in rec.output:
+        assert rec.proc.poll() is None and time.monotonic() < end, rec.output
+        time.sleep(0.1)
+
+
+def rows(ds):
+    return [line.split(',') for line in (ds / 'faceLabels.csv').read_text().splitlines()]
+
+
+def emotion_train_import(env, ds, out):
+    return subprocess.run([str(VENV_BIN / 'emotion-train'), 'import', str(ds), '--out', str(out), '--quiet'],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_capture_refuse_count_and_import_round_trip(live_faces, ros_env, tmp_path):
+    ds = tmp_path / 'ds'
+    rec = recorder(ds, ros_env, tmp_path)
+    try:
+        wait_ready(rec)
+        burst = cli(ros_env, 'capture', '--label', 'happy', '--count', '10')
+        assert burst.returncode == 0, burst.stderr + rec.output
+        assert burst.stdout.strip() == 'saved 10 happy (Images/face0.png .. Images/face9.png)'
+        spaced = cli(ros_env, 'capture', '--label', 'Surprised', '--count', '2', '--interval', '0.5')
+        assert spaced.returncode == 0 and spaced.stdout.startswith('saved 2 surprise'), spaced.stderr
+        refused = cli(ros_env, 'capture', '--label', 'hapy')
+        assert refused.returncode == 1
+        assert "unknown label 'hapy': labelList.csv has angry, disgust, fear, happy" in refused.stderr
+        counts = cli(ros_env, 'counts')
+        assert counts.returncode == 0 and re.search(r'^ +happy +10 / 300$', counts.stdout, re.M), counts.stdout
+    finally:
+        rec.stop()
+    assert rows(ds) == [[f'face{i}.png', 'happy'] for i in range(10)] + [['face10.png', 'surprise'],
+                                                                         ['face11.png', 'surprise']]
+    assert sorted(p.name for p in (ds / 'Images').iterdir()) == sorted(f'face{i}.png' for i in range(12))
+    assert scan(ds).problems == []
+
+    out = tmp_path / 'mine.npz'
+    imp = emotion_train_import(ros_env, ds, out)
+    assert imp.returncode == 0, imp.stderr
+    with np.load(out) as z:
+        classes = z['classes'].tolist()
+        assert len(z['images']) == 12 and z['images'].shape[1:] == (48, 48)
+        assert [classes[i] for i in z['labels']] == ['happy'] * 10 + ['surprise'] * 2
+        for name, img in zip(z['source'], z['images']):
+            assert np.array_equal(img, cv2.imread(str(ds / name), cv2.IMREAD_UNCHANGED))
+
+
+def test_kill_9_mid_burst_leaves_a_consistent_folder_and_restart_resumes(live_faces, ros_env, tmp_path):
+    ds = tmp_path / 'ds'
+    rec = recorder(ds, ros_env, tmp_path)
+    client = None
+    try:
+        wait_ready(rec)
+        client = subprocess.Popen([str(VENV_BIN / 'emotion-dataset'), 'capture', '--label', 'sad', '--count', '1000'],
+                                  env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        end = time.monotonic() + 60
+        while not ((ds / 'faceLabels.csv').exists() and len(rows(ds)) >= 8):
+            assert time.monotonic() < end and client.poll() is None, rec.output
+            time.sleep(0.02)
+        os.killpg(rec.proc.pid, signal.SIGKILL)
+        rec.proc.wait(10)
+    finally:
+        rec.stop()
+        if client is not None:
+            client.kill()
+            client.wait(10)
+    before = scan(ds)
+    assert before.rows_without_files == [] and not [p for p in before.problems if 'has no row' not in p]
+    for row in before.rows:
+        assert cv2.imread(str(ds / 'Images' / row.filename), cv2.IMREAD_UNCHANGED).shape == (48, 48)
+    top = max(int(n[4:-4]) for n in os.listdir(ds / 'Images') if not n.startswith('.'))
+    # What a crash between the image rename and its row append leaves behind: an image without a row.
+    orphan = ds / 'Images' / f'face{top + 1}.png'
+    orphan.write_bytes((ds / 'Images' / before.rows[0].filename).read_bytes())
+
+    rec = recorder(ds, ros_env, tmp_path)
+    try:
+        wait_ready(rec)
+        again = cli(ros_env, 'capture', '--label', 'sad', '--count', '3', '-v')
+    finally:
+        rec.stop()
+    assert again.returncode == 0, again.stderr + rec.output
+    assert again.stdout.splitlines() == [f'Images/face{top + 2 + i}.png' for i in range(3)] + ['saved 3 sad']
+    after = scan(ds)
+    assert len(after.rows) == len(before.rows) + 3 and after.files_without_rows == [orphan.name]
+
+    imp = emotion_train_import(ros_env, ds, tmp_path / 'after.npz')
+    assert imp.returncode == 0, imp.stderr
+    assert f'files without rows (1):\n  Images/{orphan.name}' in imp.stderr
+    with np.load(tmp_path / 'after.npz') as z:
+        assert len(z['images']) == len(after.rows)
