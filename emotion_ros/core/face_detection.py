@@ -36,6 +36,21 @@ class FaceBox:
     score: float
 
 
+def _int_option(name: str, value, low: int, high: int) -> int:
+    """`value` as an int in low..high, or ValueError naming the option (ROS params may send 5.0 for 5)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or value != int(value) or not low <= value <= high:
+        raise ValueError(f'{name} must be an integer in {low}..{high}, got {value!r}')
+    return int(value)
+
+
+def _float_option(name: str, value, low: float, high: float, low_open: bool = False) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not (low < value if low_open else low <= value) or not value <= high:
+        raise ValueError(f'{name} must be a number in {"(" if low_open else "["}{low}, {high}], got {value!r}')
+    return float(value)
+
+
 def _as_bgr(image: np.ndarray) -> np.ndarray:
     """Contiguous uint8 BGR from gray (H,W) / (H,W,1), BGR (H,W,3) or BGRA (H,W,4)."""
     image = np.asarray(image)
@@ -62,12 +77,8 @@ class FaceDetector:
     name = 'base'
 
     def __init__(self, min_score: float = 0.5, max_side: int = 640):
-        if not 0.0 <= float(min_score) <= 1.0:
-            raise ValueError(f'min_score must be in 0..1, got {min_score!r}')
-        if int(max_side) != max_side or not 32 <= max_side <= 16384:
-            raise ValueError(f'max_side must be an integer in 32..16384, got {max_side!r}')
-        self.min_score = float(min_score)
-        self.max_side = int(max_side)
+        self.min_score = _float_option('min_score', min_score, 0.0, 1.0)
+        self.max_side = _int_option('max_side', max_side, 32, 16384)
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         """Faces in `image` (BGR uint8 H×W×3 or gray H×W), best score first; [] for an empty image."""
@@ -102,17 +113,13 @@ class HaarDetector(FaceDetector):
     def __init__(self, min_score: float = 0.5, max_side: int = 640, scale_factor: float = 1.1,
                  min_neighbors: int = 5, min_size: int = 20):
         super().__init__(min_score, max_side)
-        if not scale_factor > 1.0:
-            raise ValueError(f'scale_factor must be > 1, got {scale_factor!r}')
-        if int(min_neighbors) != min_neighbors or min_neighbors < 0:
-            raise ValueError(f'min_neighbors must be a non-negative integer, got {min_neighbors!r}')
-        if int(min_size) != min_size or min_size < 1:
-            raise ValueError(f'min_size must be a positive integer (pixels), got {min_size!r}')
+        self.scale_factor = _float_option('scale_factor', scale_factor, 1.0, 4.0, low_open=True)
+        self.min_neighbors = _int_option('min_neighbors', min_neighbors, 0, 100)
+        self.min_size = _int_option('min_size', min_size, 1, 16384)
         path = Path(cv2.data.haarcascades) / 'haarcascade_frontalface_default.xml'
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
             raise RuntimeError(f'cannot load the Haar cascade {path}')
-        self.scale_factor, self.min_neighbors, self.min_size = float(scale_factor), int(min_neighbors), int(min_size)
 
     def _detect(self, bgr: np.ndarray) -> np.ndarray:
         gray = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
@@ -216,19 +223,19 @@ class BlazeFaceDetector(FaceDetector):
     NMS_IOU = 0.3
     RAW_SCORE_LIMIT = 80.0
 
-    def __init__(self, min_score: float = 0.5, max_side: int = 640, model: str = 'full_sparse', num_threads: int = 1):
+    def __init__(self, min_score: float = 0.5, max_side: int = 640, model: str = 'full_sparse',
+                 num_threads: int = 1):
         super().__init__(min_score, max_side)
         if model not in _BLAZEFACE_MODELS:
             raise ValueError(f'blazeface model must be one of {tuple(_BLAZEFACE_MODELS)}, got {model!r}')
-        if int(num_threads) != num_threads or num_threads < 1:
-            raise ValueError(f'num_threads must be a positive integer, got {num_threads!r}')
+        num_threads = _int_option('num_threads', num_threads, 1, 64)
         from ai_edge_litert.interpreter import Interpreter
         self.model = model
         self._spec = _BLAZEFACE_MODELS[model]
         path = _blazeface_model_dir() / self._spec.file
         if not path.is_file():
             raise RuntimeError(f'BlazeFace model file missing: {path}')
-        self._interpreter = Interpreter(model_path=str(path), num_threads=int(num_threads))
+        self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]['index']
         outputs = sorted(self._interpreter.get_output_details(), key=lambda d: -int(d['shape'][-1]))
