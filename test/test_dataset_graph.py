@@ -134,3 +134,17 @@ def test_kill_9_mid_burst_leaves_a_consistent_folder_and_restart_resumes(live_fa
     assert f'files without rows (1):\n  Images/{orphan.name}' in imp.stderr
     with np.load(tmp_path / 'after.npz') as z:
         assert len(z['images']) == len(after.rows)
+
+
+def test_emotion_live_record_shares_the_executor(ros_env, tmp_path):
+    clip = require_shared('media', 'head-pose-face-detection-male.mp4')
+    ds = tmp_path / 'ds'
+    live = NodeProcess('emotion_live', ['--source', str(clip), '--loop', '--fps', '15', '--record', str(ds)],
+                       ros_env, tmp_path)
+    try:
+        wait_ready(live, timeout=60)
+        res = cli(ros_env, 'capture', '--label', 'neutral', '--count', '4')
+    finally:
+        live.stop()
+    assert res.returncode == 0, res.stderr + live.output
+    assert rows(ds) == [[f'face{i}.png', 'neutral'] for i in range(4)]
