@@ -16,7 +16,7 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional
 
@@ -134,7 +134,8 @@ class HueBridgeEmulator:
             key = f'{r.method} {r.resource or r.path}' + (f' [{r.fault}]' if r.fault else '') + f' -> {r.status}'
             counts[key] = counts.get(key, 0) + 1
         span = reqs[-1].t - reqs[0].t
-        return '\n'.join([f'{len(reqs)} requests in {span:.1f} s'] + [f'{n:5d}  {k}' for k, n in sorted(counts.items())])
+        lines = [f'{n:5d}  {k}' for k, n in sorted(counts.items())]
+        return '\n'.join([f'{len(reqs)} requests in {span:.1f} s'] + lines)
 
     # --- request handling ----------------------------------------------------------------------------------
     def _take_injection(self, method: str) -> Optional[_Injection]:

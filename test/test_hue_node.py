@@ -160,8 +160,8 @@ def test_burst_of_changing_emotions_respects_rate_limits(driver, bridge, ros_env
     params = {'lights': '1,2,3'} if target == 'lights' else {'group': 'Living room'}
     instant = tmp_path / 'instant_colors.yaml'                # no transitions: only the rate limits hold back
     instant.write_text((REPO / 'config' / 'hue_colors.yaml').read_text().replace('transition_s: ', 'transition_s: 0 #'))
-    node = start_node(ros_env, tmp_path, bridge=bridge.address, hold_s=0.0, min_confidence=0.0, colors_file=str(instant),
-                      username_file=str(paired_username_file(tmp_path, bridge)), **params)
+    node = start_node(ros_env, tmp_path, bridge=bridge.address, hold_s=0.0, min_confidence=0.0,
+                      colors_file=str(instant), username_file=str(paired_username_file(tmp_path, bridge)), **params)
     try:
         driver.wait_ready(node)
         t0 = driver.feed(3.0, lambda i: LABELS[i % len(LABELS)], hz=30.0)   # a new expression every frame
@@ -188,7 +188,8 @@ def test_burst_of_changing_emotions_respects_rate_limits(driver, bridge, ros_env
 
 def test_faults_back_off_and_resend_when_the_bridge_returns(driver, bridge, ros_env, tmp_path):
     node = start_node(ros_env, tmp_path, bridge=bridge.address, hold_s=0.0, request_timeout_s=0.3,
-                      backoff_initial_s=0.2, backoff_max_s=1.0, username_file=str(paired_username_file(tmp_path, bridge)))
+                      backoff_initial_s=0.2, backoff_max_s=1.0,
+                      username_file=str(paired_username_file(tmp_path, bridge)))
     try:
         driver.wait_ready(node)
         driver.feed(1.0, 'neutral')
