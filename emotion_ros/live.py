@@ -72,6 +72,7 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument('--params', default=None, help='ROS parameter file (default: the package\'s config/params.yaml)')
     ap.add_argument('--source', help='camera source: webcam index, video file, image folder, URL, or "demo"')
     ap.add_argument('--detector', help='face detector backend (overrides the parameter file)')
+    ap.add_argument('--model', help='emotion model .tflite (overrides the parameter file; default: the shipped model)')
     ap.add_argument('--fps', type=float, help='camera publish rate (overrides the parameter file)')
     ap.add_argument('--loop', action='store_true', help='loop a file source')
     ap.add_argument('--duration', type=float, default=0.0, help='stop after this many seconds (0 = until the '
@@ -96,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from emotion_ros.nodes.face_detector_node import FaceDetectorNode
 
     remap = ['--ros-args', '-r', 'image:=image_raw']
-    camera_overrides = []
+    camera_overrides = [Parameter('wait_for_subscribers', value=3)]  # detector, classifier, summary
     if args.source is not None:
         camera_overrides.append(Parameter('source', value=args.source))
     if args.fps is not None:
@@ -110,7 +111,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             kw = dict(namespace=args.namespace)
             summary = LiveSummary(**kw)
-            classifier = EmotionClassifierNode(cli_args=remap, **kw)
+            classifier_overrides = [Parameter('model_path', value=args.model)] if args.model else []
+            classifier = EmotionClassifierNode(cli_args=remap, parameter_overrides=classifier_overrides, **kw)
             detector = FaceDetectorNode(cli_args=remap, parameter_overrides=detector_overrides, **kw)
             camera = CameraNode(parameter_overrides=camera_overrides, **kw)
             nodes = [summary, classifier, detector, camera]

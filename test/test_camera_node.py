@@ -34,7 +34,7 @@ def test_file_source_publishes_every_frame_then_ends_cleanly(listener, ros_env, 
     finally:
         code = cam.stop()
     assert code == 0, cam.output
-    assert 'end of file' in cam.output and 'after 62 frames' in cam.output
+    assert 'end of file source' in cam.output and '62 frames published' in cam.output
     assert len(images) == 62
     assert {(m.width, m.height, m.encoding, m.header.frame_id) for m in images} == {(480, 270, 'bgr8', 'cam_test')}
     stamps = [stamp_ns(m.header) for m in images]

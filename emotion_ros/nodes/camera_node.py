@@ -98,7 +98,8 @@ class CameraNode(Node):
             frame = self._source.read()
             if frame is not None:
                 return frame
-        self.get_logger().info(f'end of {info.kind} {info.description} after {self.frames_published} frames')
+        self.get_logger().info(f'end of {info.kind} source ({info.description}): {self.frames_published} frames '
+                               'published')
         self.finished = True
         return None
 

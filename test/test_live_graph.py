@@ -1,0 +1,144 @@
+"""The live graph over real DDS: camera, face detector and emotion classifier as separate processes,
+on real clips; and the one-process runner on the demo source."""
+import re
+import subprocess
+from collections import Counter
+
+import pytest
+
+from conftest import REPO, require_shared
+from ros_graph import VENV_BIN, NodeProcess, ros_args, spin_until, stamp_ns
+
+rclpy = pytest.importorskip('rclpy')
+from sensor_msgs.msg import Image  # noqa: E402
+
+from emotion_msgs.msg import EmotionArray, FaceArray  # noqa: E402
+from emotion_ros.nodes.qos import latest_frame_qos, results_qos  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+# The man's face in head-pose-face-detection-male.mp4 (480x270), drawn by hand on frames 0/15/30/45/61.
+MALE_FACE = (205, 30, 85, 100)
+MALE_FACE_CENTRE = (245, 85)
+
+
+def _iou(a, b):
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    return inter / float(aw * ah + bw * bh - inter)
+
+
+class Graph:
+    """Listener in this process + node processes; collects image_raw, faces and emotions."""
+
+    def __init__(self, env, log_dir):
+        self.env, self.log_dir, self.procs = env, log_dir, []
+        rclpy.init()
+        self.node = rclpy.create_node('graph_test_listener')
+        self.images, self.faces, self.emotions = [], [], []
+        self.node.create_subscription(Image, 'image_raw', self.images.append, latest_frame_qos(200))
+        self.subs = {
+            'face_detector_node': self.node.create_subscription(FaceArray, 'faces', self.faces.append,
+                                                                results_qos(200)),
+            'emotion_classifier_node': self.node.create_subscription(EmotionArray, 'emotions', self.emotions.append,
+                                                                     results_qos(200)),
+        }
+
+    def start(self, script, params=None, remaps=None):
+        proc = NodeProcess(script, ros_args(params, remaps), self.env, self.log_dir)
+        self.procs.append(proc)
+        return proc
+
+    def run_clip(self, clip, processing=('face_detector_node', 'emotion_classifier_node'), fps=12.0, **camera):
+        for script in processing:
+            self.start(script, remaps={'image': 'image_raw'})
+        # Results published before discovery completes are lost: start frames once every output is matched.
+        assert spin_until(self.node, lambda: all(self.subs[s].get_publisher_count() for s in processing), 60), \
+            self.logs()
+        cam = self.start('camera_node', dict(source=str(clip), fps=fps, wait_for_subscribers=1 + len(processing),
+                                             **camera))
+        spin_until(self.node, lambda: cam.proc.poll() is not None, 120)
+        last = self.emotions if 'emotion_classifier_node' in processing else self.faces
+        spin_until(self.node, lambda: len(last) >= len(self.images), 10)
+        return cam
+
+    def close(self):
+        codes = [p.stop() for p in self.procs]
+        self.node.destroy_node()
+        rclpy.shutdown()
+        return codes
+
+    def logs(self):
+        return '\n'.join(f'--- {p.log_path.name}\n{p.output[-3000:]}' for p in self.procs)
+
+
+@pytest.fixture
+def graph(ros_env, tmp_path):
+    g = Graph(ros_env, tmp_path)
+    yield g
+    g.close()
+
+
+def test_male_clip_every_frame_one_happy_face(graph):
+    clip = require_shared('media', 'head-pose-face-detection-male.mp4')
+    cam = graph.run_clip(clip)
+    assert cam.proc.returncode == 0, graph.logs()
+    image_stamps = {stamp_ns(m.header): m.header.frame_id for m in graph.images}
+    assert len(image_stamps) == 62, graph.logs()
+
+    emotion_stamps = [stamp_ns(m.header) for m in graph.emotions]
+    assert set(emotion_stamps) <= set(image_stamps)                  # headers are the source image headers
+    assert all(m.header.frame_id == image_stamps[stamp_ns(m.header)] for m in graph.emotions + graph.faces)
+    assert {stamp_ns(m.header) for m in graph.faces} <= set(image_stamps)
+    assert len(set(emotion_stamps)) >= 0.95 * 62, f'{len(set(emotion_stamps))} of 62 frames\n' + graph.logs()
+
+    one_face = [m for m in graph.emotions if len(m.emotions) == 1]
+    assert len(one_face) >= 0.95 * 62, Counter(len(m.emotions) for m in graph.emotions)
+    for m in one_face:
+        e = m.emotions[0]
+        roi = (e.face.roi.x_offset, e.face.roi.y_offset, e.face.roi.width, e.face.roi.height)
+        cx, cy = MALE_FACE_CENTRE
+        assert roi[0] <= cx <= roi[0] + roi[2] and roi[1] <= cy <= roi[1] + roi[3], roi
+        assert _iou(roi, MALE_FACE) >= 0.3, roi
+        assert e.header == m.header and e.labels and len(e.scores) == len(e.labels)
+        assert abs(sum(e.scores) - 1.0) < 1e-3 and e.expression == e.labels[max(range(len(e.scores)),
+                                                                               key=e.scores.__getitem__)]
+        assert -1.0 <= e.valence <= 1.0 and -1.0 <= e.arousal <= 1.0
+    ids = Counter(m.emotions[0].face.id for m in one_face)
+    assert ids.most_common(1)[0][1] >= 0.9 * len(one_face), ids          # one stable track
+    expressions = Counter(m.emotions[0].expression for m in one_face)
+    assert expressions.most_common(1)[0][0] == 'happy', expressions
+
+
+def test_walking_clip_distinct_stable_ids(graph):
+    clip = require_shared('media', 'face-demographics-walking-and-pause.mp4')
+    cam = graph.run_clip(clip, processing=('face_detector_node',))
+    assert cam.proc.returncode == 0, graph.logs()
+    assert len(graph.faces) >= 0.9 * 41, graph.logs()
+    per_frame = [[f.id for f in m.faces] for m in graph.faces]
+    assert all(len(ids) == len(set(ids)) for ids in per_frame)           # distinct within a frame
+    counts = Counter(i for ids in per_frame for i in ids if i)
+    top3 = counts.most_common(3)
+    assert len(top3) == 3 and all(n >= 0.6 * len(per_frame) for _, n in top3), counts
+    assert len(counts) <= 6, counts                                      # no id churn
+
+
+def test_runner_on_demo_prints_summary():
+    result = subprocess.run([str(VENV_BIN / 'emotion_live'), '--source', 'demo'], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    frames = int(re.search(r'frames published\s+(\d+)', out).group(1))
+    arrays = int(re.search(r'emotion arrays\s+(\d+)', out).group(1))
+    assert frames == 150 and arrays >= 0.9 * frames, out
+    assert re.search(r'latency image->emotions\s+p50 [\d.]+ ms\s+p95 [\d.]+ ms', out), out
+    assert re.search(r'expressions\s+happy \d+', out), out                 # the astronaut smiles
+
+
+def test_make_demo_exits_zero_with_summary():
+    result = subprocess.run(['make', '-s', 'demo'], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'emotion arrays' in result.stdout and 'latency image->emotions' in result.stdout
