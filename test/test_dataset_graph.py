@@ -25,6 +25,7 @@ def live_faces(ros_env, tmp_path_factory):
     logs = tmp_path_factory.mktemp('graph_logs')
     cam = NodeProcess('camera_node', ros_args({'source': str(clip), 'fps': 15.0, 'loop': True}), ros_env, logs)
     det = NodeProcess('face_detector_node', ros_args(remaps={'image': 'image_raw'}), ros_env, logs)
+    wait_ready(det, 'detector on')
     yield cam, det
     det.stop()
     cam.stop()
@@ -32,6 +33,7 @@ def live_faces(ros_env, tmp_path_factory):
 
 
 def recorder(ds, env, log_dir, **params):
+    params.setdefault('no_face_timeout_s', 10.0)  # only bounds a failure; these 2 cores are shared
     return NodeProcess('dataset_recorder_node', ros_args({'dataset_dir': str(ds), **params}, {'image': 'image_raw'}),
                        env, log_dir)
 
@@ -41,10 +43,10 @@ def cli(env, *args, timeout=120):
                           timeout=timeout)
 
 
-def wait_ready(rec, timeout=30.0):
+def wait_ready(proc, needle='images, labels', timeout=60.0):
     end = time.monotonic() + timeout
-    while 'images, labels' not in rec.output:
-        assert rec.proc.poll() is None and time.monotonic() < end, rec.output
+    while needle not in proc.output:
+        assert proc.proc.poll() is None and time.monotonic() < end, proc.output
         time.sleep(0.1)
 
 
@@ -142,7 +144,7 @@ def test_emotion_live_record_shares_the_executor(ros_env, tmp_path):
     live = NodeProcess('emotion_live', ['--source', str(clip), '--loop', '--fps', '15', '--record', str(ds)],
                        ros_env, tmp_path)
     try:
-        wait_ready(live, timeout=60)
+        wait_ready(live)
         res = cli(ros_env, 'capture', '--label', 'neutral', '--count', '4')
     finally:
         live.stop()
