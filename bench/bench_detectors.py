@@ -77,7 +77,6 @@ def machine_info() -> dict:
         'python': platform.python_version(),
         'opencv': cv2.__version__,
         'numpy': np.__version__,
-        'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY', ''),
     }
 
 
@@ -231,6 +230,7 @@ def main(argv=None) -> int:
         print(f'note: {WALKING} absent; id stability skipped', file=sys.stderr)
     classroom = read_video(MEDIA / 'classroom.mp4') if (MEDIA / 'classroom.mp4').exists() else []
     detectors = {name: create_detector(backend, **options) for name, (backend, options) in CONFIGS.items()}
+    info['omp_wait_policy'] = os.environ.get('OMP_WAIT_POLICY', '')
     frames = speed_frames(facedet)
     times = time_interleaved(detectors, frames, args.rounds)
     info['load_average_at_end'] = os.getloadavg()
@@ -248,8 +248,10 @@ def main(argv=None) -> int:
         entry['smallest_face'] = smallest_face(detector)
         results[name] = entry
     baseline = results['haar']['speed_640x480']['median_ms']
+    default = results[DEFAULT_BACKEND]['speed_640x480']['median_ms']
     for entry in results.values():
         entry['speed_640x480']['median_vs_haar'] = entry['speed_640x480']['median_ms'] / baseline
+        entry['speed_640x480']['median_vs_default'] = entry['speed_640x480']['median_ms'] / default
 
     report = {'machine': info, 'default_backend': DEFAULT_BACKEND, 'backends': list(BACKENDS),
               'speed_frames': len(frames), 'rounds': args.rounds, 'match_iou': MATCH_IOU, 'detectors': results,

@@ -141,6 +141,8 @@ def test_unknown_backend_error_names_the_choices():
     ('yunet', {'max_side': 'big'}, 'max_side'),
     ('yunet', {'max_side': 640.5}, 'max_side'),
     ('blazeface', {'min_score': None}, 'min_score'),
+    ('blazeface', {'min_score': float('nan')}, 'min_score'),
+    ('haar', {'min_size': float('inf')}, 'min_size'),
     ('haar', {'scale_factor': 1.0}, 'scale_factor'),
     ('haar', {'min_neighbors': -1}, 'min_neighbors'),
     ('blazeface', {'model': 'huge'}, 'model'),

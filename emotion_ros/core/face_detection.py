@@ -9,7 +9,11 @@ Backends (`create_detector(name, **options)`):
 
 Every detector loads its model once; `detect` is then cheap per frame. Frames whose longest side exceeds
 `max_side` are downscaled first, so time per frame stays bounded whatever the camera sends.
-See bench/bench_detectors.py for the measurements behind `DEFAULT_BACKEND`.
+
+`DEFAULT_BACKEND` is yunet because it measured most accurate (bench/bench_detectors.py, results in
+bench/results/detectors.json): all 43 facedet_small faces, and the only backend that finds faces narrower
+than ~40 px in a 640 px frame (people a few metres away). BlazeFace matched it on the larger faces with
+fewer false positives at about 1/14 of the CPU time: pick it where CPU matters more than distant faces.
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ class FaceBox:
 def _int_option(name: str, value, low: int, high: int) -> int:
     """`value` as an int in low..high, or ValueError naming the option (ROS params may send 5.0 for 5)."""
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not ok or value != int(value) or not low <= value <= high:
+    if not ok or not np.isfinite(value) or value != int(value) or not low <= value <= high:
         raise ValueError(f'{name} must be an integer in {low}..{high}, got {value!r}')
     return int(value)
 
