@@ -14,6 +14,7 @@ import argparse
 import copy
 import json
 import secrets
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -281,28 +282,36 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--port', type=int, default=8080)
+    parser.add_argument('--port', type=int, default=8080, help='0 = any free port (printed)')
     parser.add_argument('--lights', type=int, default=3)
     parser.add_argument('--press-button', action='store_true', help='keep the link button pressed (pairing works)')
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.default_int_handler)     # also when started in the background
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     emu = HueBridgeEmulator(args.port, args.lights).start()
     print(f'Hue bridge emulator on http://{emu.address}/api  (lights: '
           + ', '.join(f'{k} "{v["name"]}"' for k, v in emu.lights.items()) + ')', flush=True)
     seen = 0
+
+    def print_new():
+        nonlocal seen
+        for r in emu.requests[seen:]:
+            print(f'{r.t:12.3f}  {r.method:4s} {r.path}  {json.dumps(r.body) if r.body is not None else ""}'
+                  f'  -> {r.status}{" " + r.fault if r.fault else ""}', flush=True)
+            seen += 1
+
     try:
         while True:
             if args.press_button:
                 emu.press_link_button()
             time.sleep(0.2)
-            for r in emu.requests[seen:]:
-                print(f'{r.t:12.3f}  {r.method:4s} {r.path}  {json.dumps(r.body) if r.body is not None else ""}'
-                      f'  -> {r.status}{" " + r.fault if r.fault else ""}', flush=True)
-            seen = len(emu.requests)
+            print_new()
     except KeyboardInterrupt:
         pass
     finally:
         emu.stop()
-        print(emu.summary())
+        print_new()
+        print(emu.summary(), flush=True)
 
 
 if __name__ == '__main__':

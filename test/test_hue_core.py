@@ -3,7 +3,10 @@ credentials, and the phue-based client against the emulated bridge."""
 import json
 import math
 import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -327,3 +330,21 @@ def test_client_unreachable_and_wrong_user(bridge):
         stranger.resolve([Target('light', '1')])
     assert err.value.kind == 'unauthorized'
     assert json.dumps(bridge.requests[-1].path) == '"/api/<user>/lights"'
+
+
+def test_emulator_runs_standalone_and_prints_a_request_log():
+    proc = subprocess.Popen([sys.executable, str(REPO / 'test' / 'hue_bridge_emulator.py'), '--port', '0',
+                             '--press-button'], stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        address = first.split('http://')[1].split('/')[0]
+        assert address.startswith('127.0.0.1:')
+        client = HueClient(address, timeout_s=2.0)
+        client.set_username(client.pair('emotion_ros#test'))
+        client.resolve([Target('light', '1')])
+        client.send(Target('light', '1'), RED.command())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=10)[0]
+    assert proc.returncode == 0
+    assert 'PUT  /api/<user>/lights/1/state' in out and '1  PUT /lights/1/state -> 200' in out
