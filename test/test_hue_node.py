@@ -228,17 +228,19 @@ def test_faults_back_off_and_resend_when_the_bridge_returns(driver, bridge, ros_
     assert 'delete the entry for' in out                                    # re-pairing hint on unauthorized
 
 
-def test_dry_run_logs_what_it_would_send_and_follows_a_track_id(driver, ros_env, tmp_path):
-    node = start_node(ros_env, tmp_path, dry_run=True, hold_s=0.2, follow_track_id='3', lights='1,Hall')
+def test_dry_run_logs_what_it_would_send_follows_a_track_id_and_idles(driver, ros_env, tmp_path):
+    node = start_node(ros_env, tmp_path, dry_run=True, hold_s=0.2, follow_track_id='3', lights='1,Hall',
+                      no_face_label='neutral', no_face_after_s=1.5)
     try:
         driver.wait_ready(node)
         driver.feed(1.5, 'happy')                            # face 7 is happy; face 3 (followed) is angry
-        driver.spin(0.5)
+        driver.spin(3.0)                                     # no face: neutral after 1.5 s
     finally:
         node.stop()
-    dry = driver.results('dry_run')
-    assert [(s['label'], s['target'], s['state']) for s in dry] == [
-        ('angry', 'light 1', cmd('angry')), ('angry', 'light Hall', cmd('angry'))]
+    dry = [(s['label'], s['target'], s['state']) for s in driver.results('dry_run')]
+    assert [d for d in dry if d[0] != 'neutral'] == [('angry', 'light 1', cmd('angry')),
+                                                     ('angry', 'light Hall', cmd('angry'))]
+    assert dry[-2:] == [('neutral', 'light 1', cmd('neutral')), ('neutral', 'light Hall', cmd('neutral'))]
     assert 'dry run: would send light 1 {"on": true, "bri": 203' in node.output
 
 

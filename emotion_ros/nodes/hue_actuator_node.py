@@ -226,6 +226,7 @@ class HueActuatorNode(Node):
             self._publish('sent', '', target, state)
 
     def _fault(self, fault: BridgeFault, target: Optional[Target], now: float) -> None:
+        self.backoff.initial_s, self.backoff.max_s = self.p['backoff_initial_s'], self.p['backoff_max_s']
         delay = self.backoff.failed(now)
         self._failing = True
         if target is None or fault.kind in ('unreachable', 'timeout', 'unauthorized'):
