@@ -275,15 +275,15 @@ def print_table(report: dict) -> None:
         s = entry['speed_640x480']
         row = f"{name:22} {s['median_ms']:7.2f} {s['p95_ms']:7.2f} {s['median_vs_haar']:7.3f} |"
         acc = entry.get('facedet_small')
-        if acc:
-            for t in (0.5, 0.6):
-                a = acc[f'min_score={t}/all']
-                row += f" {a['found']:>3}/{a['faces']:<3}{a['recall']:4.0%} {a['false_positives']:5}"
+        for t in (0.5, 0.6):
+            a = acc[f'min_score={t}/all'] if acc else None
+            row += (f" {a['found']:>3}/{a['faces']:<3}{a['recall']:4.0%} {a['false_positives']:5}" if a
+                    else f" {'-':>10} {'-':>5}")
         ids = entry.get('walking_clip_ids')
-        if ids:
-            row += f" | {ids['distinct_ids']:3} {ids['id_switches']:6} {ids['faces_with_id_share']:6.0%}"
-        if entry.get('classroom_faces'):
-            row += f" | {entry['classroom_faces']['mean_faces']:5.1f}"
+        row += (f" | {ids['distinct_ids']:3} {ids['id_switches']:6} {ids['faces_with_id_share']:6.0%}" if ids
+                else f" | {'-':>3} {'-':>6} {'-':>6}")
+        classroom = entry.get('classroom_faces')
+        row += f" | {classroom['mean_faces']:5.1f}" if classroom else f" | {'-':>5}"
         row += f" {entry['smallest_face']['min_reliable_width_px'] or '-':>6}"
         print(row + ('   (default)' if name == report['default_backend'] else ''))
 
