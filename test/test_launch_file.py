@@ -43,3 +43,8 @@ def test_params_file_keys_are_declared_parameters():
         for spec in module.SPECS:
             if spec.name in block['ros__parameters']:
                 assert spec.reason_invalid(block['ros__parameters'][spec.name]) is None, spec.name
+
+
+def test_launch_default_detector_is_the_package_default():
+    from emotion_ros.core.face_detection import DEFAULT_BACKEND
+    assert f"DeclareLaunchArgument('detector', default_value='{DEFAULT_BACKEND}'" in LAUNCH.read_text()

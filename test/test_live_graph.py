@@ -119,7 +119,8 @@ def test_walking_clip_distinct_stable_ids(graph):
     assert cam.proc.returncode == 0, graph.logs()
     assert len(graph.faces) >= 0.9 * 41, graph.logs()
     per_frame = [[f.id for f in m.faces] for m in graph.faces]
-    assert all(len(ids) == len(set(ids)) for ids in per_frame)           # distinct within a frame
+    tracked = [[i for i in ids if i] for ids in per_frame]                # '' = not yet confirmed
+    assert all(len(ids) == len(set(ids)) for ids in tracked)             # distinct within a frame
     counts = Counter(i for ids in per_frame for i in ids if i)
     top3 = counts.most_common(3)
     assert len(top3) == 3 and all(n >= 0.6 * len(per_frame) for _, n in top3), counts

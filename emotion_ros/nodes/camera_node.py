@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 
-from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -11,8 +10,8 @@ from std_msgs.msg import Header
 from emotion_ros.core.frame_sources import SourceError, open_source
 from emotion_ros.core.param_spec import ParamSpec
 from emotion_ros.nodes.diagnostics import NodeDiagnostics
+from emotion_ros.nodes.managed_node import ManagedNode
 from emotion_ros.nodes.node_main import StartupError, main_for
-from emotion_ros.nodes.params import declare_params
 from emotion_ros.nodes.ros_image import bgr_to_image
 
 SPECS = (
@@ -35,22 +34,28 @@ SPECS = (
 )
 
 
-class CameraNode(Node):
+class CameraNode(ManagedNode):
+    SPECS = SPECS
+
     def __init__(self, **node_kwargs):
+        self.frames_published = 0
+        self._source = None
         super().__init__('camera', **node_kwargs)
-        self.p = declare_params(self, SPECS)
-        self.finished, self.exit_code = False, 0
+
+    def setup(self) -> None:
+        self.fps = 0.0
+        self.diag = NodeDiagnostics(self, lambda: {'source': self.p['source'], 'target_fps': f'{self.fps:.1f}'})
+
+    def configure(self) -> None:
         try:
             self._source = open_source(self.p['source'], self.p['width'], self.p['height'], self.p['demo_frames'])
         except SourceError as exc:
             raise StartupError(str(exc)) from exc
         info = self._source.info
         fps = self.p['fps'] or info.fps or 30.0
-        self._image_pub = self.create_publisher(Image, 'image_raw', qos_profile_sensor_data)
-        self._info_pub = self.create_publisher(CameraInfo, 'camera_info', qos_profile_sensor_data)
-        self.frames_published = 0
-        self.diag = NodeDiagnostics(self, lambda: {'source': f'{info.kind} {info.description}',
-                                                   'target_fps': f'{fps:.1f}'})
+        self._image_pub = self.create_lifecycle_publisher(Image, 'image_raw', qos_profile_sensor_data)
+        self._info_pub = self.create_lifecycle_publisher(CameraInfo, 'camera_info', qos_profile_sensor_data)
+        self.fps = fps
         self._backoff, self._retry_at = 0.25, 0.0
         self._wait_until = time.monotonic() + self.p['wait_timeout_s']
         self._timer = self.create_timer(1.0 / fps, self._tick)
@@ -58,7 +63,7 @@ class CameraNode(Node):
                                f'{" (looping)" if self.p["loop"] else ""}')
 
     def _tick(self) -> None:
-        if self.finished:
+        if self.finished or not self.active:
             return
         need = self.p['wait_for_subscribers']
         if need and self.frames_published == 0 and self._image_pub.get_subscription_count() < need:
@@ -106,11 +111,14 @@ class CameraNode(Node):
     def _header(self, stamp) -> Header:
         return Header(stamp=stamp, frame_id=self.p['frame_id'])
 
-    def destroy_node(self):
-        source = getattr(self, '_source', None)  # absent when __init__ failed
-        if source is not None:
-            source.close()
-        super().destroy_node()
+    def cleanup(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+        timer = getattr(self, '_timer', None)
+        if timer is not None:
+            self.destroy_timer(timer)
+            self._timer = None
 
 
 main = main_for(CameraNode)

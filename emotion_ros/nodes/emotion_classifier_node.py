@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from emotion_msgs.msg import Emotion, EmotionArray, FaceArray
@@ -15,8 +14,8 @@ from emotion_ros.core.param_spec import ParamSpec
 from emotion_ros.core.score_smoothing import ScoreSmoother
 from emotion_ros.core.stamp_pairing import StampPairer
 from emotion_ros.nodes.diagnostics import NodeDiagnostics, latency_since
+from emotion_ros.nodes.managed_node import ManagedNode
 from emotion_ros.nodes.node_main import StartupError, main_for
-from emotion_ros.nodes.params import declare_params
 from emotion_ros.nodes.qos import latest_frame_qos, results_qos
 from emotion_ros.nodes.ros_image import bgr_to_image, image_to_bgr
 from emotion_ros.nodes.throttled_log import ThrottledLog
@@ -24,6 +23,8 @@ from emotion_ros.nodes.throttled_log import ThrottledLog
 SPECS = (
     ParamSpec('model_path', '', 'TFLite emotion model (.tflite, labels file beside it); empty = the model '
               'shipped in the package', read_only=True),
+    ParamSpec('fallback_to_default_model', False, 'when model_path cannot be loaded, log the reason and use '
+              'the packaged model instead of refusing to start', read_only=True),
     ParamSpec('num_threads', 2, 'CPU threads for inference', min=1, max=64, read_only=True),
     ParamSpec('max_faces', 32, 'classify at most this many faces per frame (largest first); the rest are '
               'reported without an expression', min=1, max=1024),
@@ -40,35 +41,66 @@ def _stamp_key(header):
     return (header.stamp.sec, header.stamp.nanosec)
 
 
-class EmotionClassifierNode(Node):
+class EmotionClassifierNode(ManagedNode):
+    SPECS = SPECS
+
     def __init__(self, **node_kwargs):
+        self.frames = 0
+        self._subscriptions_ = []
         super().__init__('emotion_classifier', **node_kwargs)
-        self.p = declare_params(self, SPECS)
+
+    def setup(self) -> None:
+        self.model_path, self.labels = '', []
+        self.diag = NodeDiagnostics(self, lambda: {'model': self.model_path, 'labels': ','.join(self.labels),
+                                                   'threads': str(self.p['num_threads'])})
+        self._log = ThrottledLog(self.get_logger(), period_s=5.0, on_warning=self.diag.error)
+
+    def _load_model(self) -> str:
         path = self.p['model_path'] or str(default_model_path())
         try:
             self.model = EmotionModel(path, num_threads=self.p['num_threads'])
+            return path
         except ModelLoadError as exc:
-            raise StartupError(f'emotion model: {exc}') from exc
+            if not (self.p['model_path'] and self.p['fallback_to_default_model']):
+                raise StartupError(f'emotion model: {exc}') from exc
+            self.get_logger().error(f'emotion model: {exc}; falling back to the packaged model')
+        path = str(default_model_path())
+        try:
+            self.model = EmotionModel(path, num_threads=self.p['num_threads'])
+        except ModelLoadError as exc:
+            raise StartupError(f'packaged emotion model: {exc}') from exc
+        return path
+
+    def configure(self) -> None:
+        path = self._load_model()
         self.labels = list(self.model.labels)
         self.smoother = ScoreSmoother(self.p['smoothing_time_constant_s'], self.p['smoothing_max_age_s'])
         self.pairer = StampPairer(self.p['pairing_cache'], self.p['pairing_cache'])
-        self.diag = NodeDiagnostics(self, lambda: {'model': path, 'labels': ','.join(self.labels),
-                                                   'threads': str(self.p['num_threads'])})
-        self._log = ThrottledLog(self.get_logger(), period_s=5.0, on_warning=self.diag.error)
+        self.model_path = path
         self._dropped_seen = 0
-        self._emotions_pub = self.create_publisher(EmotionArray, 'emotions', results_qos())
-        self._annotated_pub = self.create_publisher(Image, 'image_annotated', latest_frame_qos())
-        self.create_subscription(Image, 'image', self._on_image, latest_frame_qos())
-        self.create_subscription(FaceArray, 'faces', self._on_faces, results_qos(depth=1))
-        self.frames = 0
+        self._emotions_pub = self.create_lifecycle_publisher(EmotionArray, 'emotions', results_qos())
+        self._annotated_pub = self.create_lifecycle_publisher(Image, 'image_annotated', latest_frame_qos())
+        self._subscriptions_ = [
+            self.create_subscription(Image, 'image', self._on_image, latest_frame_qos()),
+            self.create_subscription(FaceArray, 'faces', self._on_faces, results_qos(depth=1)),
+        ]
         self.get_logger().info(f'model {path} ({len(self.labels)} labels: {", ".join(self.labels)})')
 
+    def cleanup(self) -> None:
+        for sub in self._subscriptions_:
+            self.destroy_subscription(sub)
+        self._subscriptions_ = []
+
     def _on_image(self, msg: Image) -> None:
+        if not self.active:
+            return
         pair = self.pairer.add_image(_stamp_key(msg.header), msg)
         if pair:
             self._classify(*pair)
 
     def _on_faces(self, msg: FaceArray) -> None:
+        if not self.active:
+            return
         self.diag.input()
         if not msg.faces and self._annotated_pub.get_subscription_count() == 0:
             self._publish(msg, [])

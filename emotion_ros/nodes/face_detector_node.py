@@ -1,7 +1,6 @@
 """face_detector_node: image topic in, tracked face boxes out (emotion_msgs/FaceArray, header copied)."""
 from __future__ import annotations
 
-from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
 from emotion_msgs.msg import Face, FaceArray
@@ -10,15 +9,15 @@ from emotion_ros.core.face_tracking import FaceTracker
 from emotion_ros.core.image_encoding import ImageDecodeError
 from emotion_ros.core.param_spec import ParamSpec
 from emotion_ros.nodes.diagnostics import NodeDiagnostics, latency_since
+from emotion_ros.nodes.managed_node import ManagedNode
 from emotion_ros.nodes.node_main import StartupError, main_for
-from emotion_ros.nodes.params import declare_params
 from emotion_ros.nodes.qos import latest_frame_qos, results_qos
 from emotion_ros.nodes.ros_image import compressed_to_bgr, image_to_bgr
 from emotion_ros.nodes.throttled_log import ThrottledLog
 
 SPECS = (
     ParamSpec('backend', DEFAULT_BACKEND, 'face detector: ' + ', '.join(BACKENDS), choices=BACKENDS, read_only=True),
-    ParamSpec('min_score', 0.6, 'drop detections scoring below this (0..1)', min=0.0, max=1.0),
+    ParamSpec('min_score', 0.6, 'drop detections scoring below this (0..1; changeable at runtime)', min=0.0, max=1.0),
     ParamSpec('max_side', 640, 'frames larger than this (longest side, px) are downscaled for detection; '
               'boxes are still reported in source pixels', min=64, max=8192, read_only=True),
     ParamSpec('image_transport', 'raw', 'subscribe to `image` (raw, sensor_msgs/Image) or `image/compressed` '
@@ -30,26 +29,38 @@ SPECS = (
 )
 
 
-class FaceDetectorNode(Node):
+class FaceDetectorNode(ManagedNode):
+    SPECS = SPECS
+
     def __init__(self, **node_kwargs):
+        self.frames = 0
+        self._subscription = None
         super().__init__('face_detector', **node_kwargs)
-        self.p = declare_params(self, SPECS)
+
+    def setup(self) -> None:
+        self._ids_seen = set()
+        self.diag = NodeDiagnostics(self, lambda: {'backend': self.p['backend'], 'tracks': str(len(self._ids_seen))})
+        self._log = ThrottledLog(self.get_logger(), period_s=5.0, on_warning=self.diag.error)
+
+    def configure(self) -> None:
         try:
             self.detector = create_detector(self.p['backend'], min_score=self.p['min_score'],
                                             max_side=self.p['max_side'])
         except (ValueError, OSError, RuntimeError) as exc:
             raise StartupError(f'face detector {self.p["backend"]!r}: {exc}') from exc
         self.tracker = FaceTracker(iou_threshold=self.p['track_iou'], max_missed=self.p['track_max_missed'])
-        self._ids_seen = set()
-        self.diag = NodeDiagnostics(self, lambda: {'backend': self.detector.name, 'tracks': str(len(self._ids_seen))})
-        self._log = ThrottledLog(self.get_logger(), period_s=5.0, on_warning=self.diag.error)
-        self._pub = self.create_publisher(FaceArray, 'faces', results_qos())
+        self._pub = self.create_lifecycle_publisher(FaceArray, 'faces', results_qos())
         if self.p['image_transport'] == 'compressed':
-            self.create_subscription(CompressedImage, 'image/compressed', self._on_compressed, latest_frame_qos())
+            self._subscription = self.create_subscription(CompressedImage, 'image/compressed', self._on_compressed,
+                                                          latest_frame_qos())
         else:
-            self.create_subscription(Image, 'image', self._on_image, latest_frame_qos())
-        self.frames = 0
+            self._subscription = self.create_subscription(Image, 'image', self._on_image, latest_frame_qos())
         self.get_logger().info(f'{self.detector.name} detector on {self.p["image_transport"]} images')
+
+    def cleanup(self) -> None:
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
 
     def _on_image(self, msg: Image) -> None:
         self._process(msg.header, lambda: image_to_bgr(msg))
@@ -58,12 +69,15 @@ class FaceDetectorNode(Node):
         self._process(msg.header, lambda: compressed_to_bgr(msg))
 
     def _process(self, header, decode) -> None:
+        if not self.active:
+            return
         self.diag.input()
         try:
             image = decode()
         except ImageDecodeError as exc:
             self._log.warning('decode', f'image skipped: {exc}')
             return
+        self.detector.min_score = self.p['min_score']
         boxes = self.detector.detect(image)
         ids = self.tracker.update(boxes) if self.p['tracking'] else [''] * len(boxes)
         faces = [Face(id=track_id, confidence=float(b.score),
