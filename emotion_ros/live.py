@@ -97,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from emotion_ros.nodes.face_detector_node import FaceDetectorNode
 
     remap = ['--ros-args', '-r', 'image:=image_raw']
-    camera_overrides = [Parameter('wait_for_subscribers', value=3)]  # detector, classifier, summary
+    camera_overrides = [Parameter('wait_for_subscribers', value=2)]  # detector, classifier
     if args.source is not None:
         camera_overrides.append(Parameter('source', value=args.source))
     if args.fps is not None:
