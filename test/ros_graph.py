@@ -19,6 +19,8 @@ def ros_args(params: Optional[Dict] = None, remaps: Optional[Dict] = None, param
     for k, v in (params or {}).items():
         if isinstance(v, bool):
             v = 'true' if v else 'false'
+        elif v == '':
+            v = "''"
         args += ['-p', f'{k}:={v}']
     for k, v in (remaps or {}).items():
         args += ['-r', f'{k}:={v}']

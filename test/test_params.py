@@ -52,3 +52,9 @@ def test_node_parameters_validated_at_start_and_runtime():
         bad_start.destroy_node()
     finally:
         rclpy.shutdown()
+
+
+def test_also_accepts_converts_other_types():
+    spec = ParamSpec('source', 'demo', 'camera source', also_accepts=(int,))
+    assert spec.reason_invalid(0) is None and spec.coerce(0) == '0'
+    assert spec.reason_invalid(1.5) is not None

@@ -23,6 +23,7 @@ class ParamSpec:
     choices: Optional[Sequence[Any]] = None
     check: Optional[Callable[[Any], Optional[str]]] = None
     read_only: bool = False
+    also_accepts: tuple = ()  # other types converted to the default's type (e.g. source:=0 for a webcam)
 
     @property
     def type(self) -> type:
@@ -40,8 +41,7 @@ class ParamSpec:
     def reason_invalid(self, value: Any) -> Optional[str]:
         """None if `value` is acceptable, else a one-line reason."""
         expected = self.type
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        value = self.coerce(value)
         if expected is not type(None) and not isinstance(value, expected):
             return f'{self.name}: expected {expected.__name__}, got {type(value).__name__} {value!r}'
         if isinstance(value, float) and not math.isfinite(value):
@@ -61,6 +61,8 @@ class ParamSpec:
     def coerce(self, value: Any) -> Any:
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if self.also_accepts and isinstance(value, self.also_accepts) and not isinstance(value, bool):
+            return self.type(value)
         return value
 
 

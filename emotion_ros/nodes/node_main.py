@@ -17,7 +17,11 @@ class StartupError(RuntimeError):
 
 def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) -> int:
     """Create the node, spin it until shutdown (Ctrl-C, or the node calling `request_shutdown`), return exit code."""
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as exc:  # rclpy's RCLError: unparsable --ros-args
+        print(f'cannot start: invalid ROS arguments: {str(exc).split(", at ")[0]}', file=sys.stderr)
+        return 2
     node = None
     try:
         try:

@@ -11,7 +11,7 @@ from emotion_ros.core.param_spec import ParameterError, ParamSpec
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     desc = ParameterDescriptor(description=spec.description, additional_constraints=spec.constraints(),
-                               read_only=spec.read_only)
+                               read_only=spec.read_only, dynamic_typing=bool(spec.also_accepts))
     if spec.type is float and (spec.min is not None or spec.max is not None):
         desc.floating_point_range = [FloatingPointRange(
             from_value=float(spec.min if spec.min is not None else -1e300),
