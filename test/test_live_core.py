@@ -83,3 +83,12 @@ def test_draw_faces_marks_the_box():
     img = np.zeros((100, 100, 3), np.uint8)
     out = draw_faces(img, [((10, 30, 40, 40), '7', 'happy', 0.9)])
     assert out[30:70, 10].any() and not img.any() and not out[90:, 90:].any()
+
+
+def test_demo_crowd_source_has_n_heads_and_validates_n():
+    src = open_source('demo:5', demo_frames=3)
+    assert src.info.kind == 'demo' and '5 astronaut heads' in src.info.description
+    frame = src.read()
+    assert frame.shape == (480, 640, 3)
+    with pytest.raises(SourceError, match='1 to 64'):
+        open_source('demo:0')

@@ -120,24 +120,51 @@ class ImageListSource(FrameSource):
 
 
 class DemoSource(FrameSource):
-    """A smiling portrait (scikit-image's astronaut photograph) filmed by a slowly panning, zooming camera.
+    """A smiling portrait (scikit-image's astronaut photograph) filmed by a slowly panning, zooming camera;
+    with `faces` > 1, a grid of that many swaying copies of her head (a crowd for load tests).
 
     Needs no file: the photograph ships inside the scikit-image wheel. Deterministic.
     """
 
-    def __init__(self, width: int = 640, height: int = 480, frames: int = 150, fps: float = 30.0):
+    HEAD = (130, 10, 190, 230)  # x, y, w, h of the head in the 512x512 photograph
+
+    def __init__(self, width: int = 640, height: int = 480, frames: int = 150, fps: float = 30.0, faces: int = 1):
         from skimage import data as skdata
         rgb = skdata.astronaut()
         self._photo = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         self._w, self._h = (width if width > 0 else 640), (height if height > 0 else 480)
-        self._n, self._i = frames, 0
-        self.info = SourceInfo('demo', f'astronaut portrait, {frames} frames', fps, True, False)
+        self._n, self._i, self._faces = frames, 0, faces
+        what = 'astronaut portrait' if faces == 1 else f'{faces} astronaut heads'
+        self.info = SourceInfo('demo', f'{what}, {frames} frames', fps, True, False)
+        if faces > 1:
+            self._cols = int(np.ceil(np.sqrt(faces)))
+            self._rows = int(np.ceil(faces / self._cols))
+            x, y, w, h = self.HEAD
+            cell_w, cell_h = self._w // self._cols, self._h // self._rows
+            scale = 0.85 * min(cell_w / w, cell_h / h)
+            self._head = cv2.resize(self._photo[y:y + h, x:x + w], (int(w * scale), int(h * scale)),
+                                    interpolation=cv2.INTER_AREA)
+            self._background = np.full((self._h, self._w, 3), 180, np.uint8)
+
+    def _crowd(self, t: float) -> np.ndarray:
+        frame = self._background.copy()
+        hh, hw = self._head.shape[:2]
+        cell_w, cell_h = self._w // self._cols, self._h // self._rows
+        for k in range(self._faces):
+            r, c = divmod(k, self._cols)
+            dx = int(round((cell_w - hw) / 2 * (1 + 0.8 * np.sin(2 * np.pi * (t + k / 7)))))
+            dy = int(round((cell_h - hh) / 2 * (1 + 0.8 * np.cos(2 * np.pi * (t + k / 5)))))
+            x0, y0 = c * cell_w + dx, r * cell_h + dy
+            frame[y0:y0 + hh, x0:x0 + hw] = self._head
+        return frame
 
     def read(self) -> Optional[np.ndarray]:
         if self._i >= self._n:
             return None
         t = self._i / max(1, self._n - 1)
         self._i += 1
+        if self._faces > 1:
+            return self._crowd(t)
         ph, pw = self._photo.shape[:2]
         zoom = 1.0 + 0.25 * np.sin(np.pi * t)
         cx = pw * (0.5 + 0.06 * np.sin(2 * np.pi * t))
@@ -153,7 +180,7 @@ class DemoSource(FrameSource):
 def describe_source(spec: str) -> SourceInfo:
     """Classify a source spec without opening it."""
     spec = str(spec).strip()
-    if spec == 'demo':
+    if re.fullmatch(r'demo(:\d+)?', spec):
         return SourceInfo('demo', 'built-in demo', 30.0, True, False)
     if re.fullmatch(r'\d+', spec):
         return SourceInfo('webcam', f'/dev/video{spec}', 0.0, False, True)
@@ -170,7 +197,10 @@ def open_source(spec: str, width: int = 0, height: int = 0, demo_frames: int = 1
     """Open a source; width/height > 0 resize every frame (and request that size from webcams)."""
     info = describe_source(spec)
     if info.kind == 'demo':
-        return DemoSource(width or 640, height or 480, demo_frames)
+        faces = int(spec.split(':')[1]) if ':' in spec else 1
+        if not 1 <= faces <= 64:
+            raise SourceError(f'demo:N takes 1 to 64 faces, got {faces}')
+        return DemoSource(width or 640, height or 480, demo_frames, faces=faces)
     if info.kind == 'webcam':
         index = int(spec) if str(spec).strip().isdigit() else str(spec)
         return CaptureSource(index, info, width, height)

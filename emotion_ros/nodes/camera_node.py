@@ -16,7 +16,7 @@ from emotion_ros.nodes.ros_image import bgr_to_image
 
 SPECS = (
     ParamSpec('source', 'demo', 'webcam index (e.g. "0"), /dev/videoN, video file, image folder or glob, '
-              'stream URL (rtsp://, http://), or "demo" (built-in clip, needs no file)',
+              'stream URL (rtsp://, http://), "demo" (built-in clip, needs no file) or "demo:N" (N faces)',
               check=lambda v: None if v.strip() else 'must not be empty', read_only=True, also_accepts=(int,)),
     ParamSpec('fps', 30.0, 'publish rate in frames per second (0 = the file\'s native rate, 30 if unknown)',
               min=0.0, max=240.0),
