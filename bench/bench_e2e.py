@@ -1,0 +1,269 @@
+"""End-to-end benchmark through the real graph: camera -> face detector -> emotion classifier over DDS.
+
+Scenarios (camera at 30 fps, 640x480, looping):
+  separate/1 face   camera_node, face_detector_node, emotion_classifier_node as three processes; demo source
+  separate/5 faces  the same on a five-face clip (bench/five_faces.py)
+  one process/...   `emotion_live` (SingleThreadedExecutor, as shipped) and, for comparison, the same runner
+                    with rclpy's MultiThreadedExecutor (bench/live_executor.py), demo source
+
+This process is the listener (a separate process from every node): it subscribes to `camera_info`
+(published with each frame, same header; small, so counting frames costs nothing) and `emotions`.
+Latency = time the `emotions` callback runs here - the image header stamp (one system clock).
+After a warm-up, a fixed window is measured: frames stamped in it, frames with no `emotions` (dropped),
+latency p50/p95/max, and CPU per process group from /proc/<pid>/stat (utime+stime) over exactly that
+window, as a share of one core. The one-process runner's own printed summary is parsed and kept too.
+
+Usage: .venv/bin/python bench/bench_e2e.py [--duration 20] [--warmup 3] [--only NAME ...] [--out ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / 'bench'))
+
+from local_ros import VENV_BIN, ProcessGroup, isolate_this_process, ros_args  # noqa: E402
+from machine import machine_info  # noqa: E402
+from stats import ratio, summarise_ms  # noqa: E402
+
+FPS, WIDTH, HEIGHT = 30.0, 640, 480
+SCENARIOS = ('separate_1_face', 'separate_5_faces', 'live_single_1_face', 'live_multi_1_face')
+GOAL_P95_MS = 40.0
+GOAL_TOTAL_CORES = 1.0
+
+
+class Listener:
+    """Collects frame stamps (camera_info) and `emotions` arrival times; one node per scenario."""
+
+    def __init__(self, name: str):
+        import rclpy
+        from sensor_msgs.msg import CameraInfo
+
+        from emotion_msgs.msg import EmotionArray
+        from emotion_ros.nodes.qos import latest_frame_qos, results_qos
+        self.node = rclpy.create_node(name)
+        self.frames = {}
+        self.emotions = {}
+        self.mw_latency_ms = []
+        self.info_sub = self.node.create_subscription(CameraInfo, 'camera_info', self._on_info, latest_frame_qos(100))
+        self.emotion_sub = self.node.create_subscription(EmotionArray, 'emotions', self._on_emotions,
+                                                         results_qos(100))
+
+    @staticmethod
+    def _stamp(header) -> int:
+        return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+    def _on_info(self, msg) -> None:
+        self.frames.setdefault(self._stamp(msg.header), time.time_ns())
+
+    def _on_emotions(self, msg, info) -> None:
+        now = time.time_ns()
+        stamp = self._stamp(msg.header)
+        if stamp not in self.emotions:
+            self.emotions[stamp] = (now, len(msg.emotions))
+            received = info.get('received_timestamp') if isinstance(info, dict) else None
+            if received and abs(received - now) < 1_000_000_000:
+                self.mw_latency_ms.append((received - stamp) / 1e6)
+
+    def spin_for(self, seconds: float, until=None) -> bool:
+        import rclpy
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            rclpy.spin_once(self.node, timeout_sec=0.02)
+            if until is not None and until():
+                return True
+        return until() if until is not None else True
+
+    def close(self) -> None:
+        self.node.destroy_node()
+
+
+def _cpu_snapshot(children: dict) -> dict:
+    return {name: child.cpu_seconds() for name, child in children.items()}
+
+
+def measure(listener: Listener, children: dict, warmup: float, duration: float) -> dict:
+    """Wait for the first frame, warm up, then measure one window; returns the window's figures."""
+    got_frame = listener.spin_for(60.0, lambda: bool(listener.frames) or any(
+        c.proc.poll() is not None for c in children.values()))
+    if not got_frame or not listener.frames:
+        raise RuntimeError('no frame within 60 s')
+    listener.spin_for(warmup)
+    t0_ns, m0, cpu0 = time.time_ns(), time.monotonic(), _cpu_snapshot(children)
+    self_cpu0 = os.times()
+    listener.spin_for(duration)
+    t1_ns, m1, cpu1 = time.time_ns(), time.monotonic(), _cpu_snapshot(children)
+    self_cpu1 = os.times()
+    listener.spin_for(1.5)
+    wall = m1 - m0
+    frames = sorted(s for s in listener.frames if t0_ns <= s < t1_ns)
+    done = [s for s in frames if s in listener.emotions]
+    latency = [(listener.emotions[s][0] - s) / 1e6 for s in done]
+    faces = [listener.emotions[s][1] for s in done]
+    cpu = {name: (cpu1[name] - cpu0[name]) / wall for name in children}
+    span = (frames[-1] - frames[0]) / 1e9 if len(frames) > 1 else 0.0
+    return {
+        'window_s': wall,
+        'frames_in_window': len(frames),
+        'camera_fps': (len(frames) - 1) / span if span else 0.0,
+        'frames_with_emotions': len(done),
+        'frames_dropped': len(frames) - len(done),
+        'dropped_share': (len(frames) - len(done)) / max(1, len(frames)),
+        'faces_per_frame_mean': float(np.mean(faces)) if faces else 0.0,
+        'latency': summarise_ms(latency),
+        'latency_middleware_receive': summarise_ms([v for v in listener.mw_latency_ms]),
+        'cpu_cores': cpu,
+        'cpu_cores_total': sum(cpu.values()),
+        'listener_cpu_cores': ((self_cpu1.user + self_cpu1.system) - (self_cpu0.user + self_cpu0.system)) / wall,
+    }
+
+
+def run_separate(group: ProcessGroup, env: dict, source: str, name: str, warmup: float, duration: float) -> dict:
+    listener = Listener(f'bench_listener_{name}')
+    remap = {'image': 'image_raw'}
+    try:
+        children = {
+            'face_detector_node': group.start_script('face_detector_node', ros_args(remaps=remap), env),
+            'emotion_classifier_node': group.start_script('emotion_classifier_node', ros_args(remaps=remap), env),
+        }
+        ready = listener.spin_for(90.0, lambda: listener.emotion_sub.get_publisher_count() > 0)
+        if not ready:
+            raise RuntimeError('classifier did not come up:\n' + _logs(children))
+        camera = {'source': source, 'fps': FPS, 'width': WIDTH, 'height': HEIGHT, 'loop': True,
+                  'wait_for_subscribers': 2, 'wait_timeout_s': 60.0}
+        children['camera_node'] = group.start_script('camera_node', ros_args(camera), env)
+        try:
+            result = measure(listener, children, warmup, duration)
+        except RuntimeError as exc:
+            raise RuntimeError(f'{exc}\n{_logs(children)}') from exc
+        result['processes'] = list(children)
+        return result
+    finally:
+        listener.close()
+        group.stop_all()
+
+
+def run_live(group: ProcessGroup, env: dict, executor: str, name: str, warmup: float, duration: float) -> dict:
+    listener = Listener(f'bench_listener_{name}')
+    try:
+        total = warmup + duration + 6.0
+        argv = [str(VENV_BIN / 'python'), str(REPO / 'bench' / 'live_executor.py'), executor,
+                '--source', 'demo', '--loop', '--fps', str(FPS), '--duration', str(total)]
+        child = group.start(argv, env, f'emotion_live_{executor}')
+        children = {'emotion_live': child}
+        try:
+            result = measure(listener, children, warmup, duration)
+        except RuntimeError as exc:
+            raise RuntimeError(f'{exc}\n{_logs(children)}') from exc
+        child.proc.wait(timeout=total + 30)
+        result['runner_summary'] = parse_live_summary(child.output())
+        result['runner_exit_code'] = child.proc.returncode
+        result['processes'] = list(children)
+        result['executor'] = 'MultiThreadedExecutor' if executor == 'multi' else 'SingleThreadedExecutor'
+        return result
+    finally:
+        listener.close()
+        group.stop_all()
+
+
+def parse_live_summary(text: str) -> dict:
+    """The figures emotion_live prints at the end (whole run, warm-up included)."""
+    out = {}
+    m = re.search(r'frames published\s+(\d+) in ([\d.]+) s', text)
+    if m:
+        out['frames_published'], out['wall_s'] = int(m.group(1)), float(m.group(2))
+    m = re.search(r'emotion arrays\s+(\d+)', text)
+    if m:
+        out['emotion_arrays'] = int(m.group(1))
+    m = re.search(r'latency image->emotions\s+p50 ([\d.]+) ms\s+p95 ([\d.]+) ms\s+max ([\d.]+) ms', text)
+    if m:
+        out['p50_ms'], out['p95_ms'], out['max_ms'] = (float(v) for v in m.groups())
+    return out
+
+
+def _logs(children: dict) -> str:
+    return '\n'.join(f'--- {name}\n{child.output()[-2000:]}' for name, child in children.items())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--duration', type=float, default=20.0, help='measured window per scenario, s (default 20)')
+    parser.add_argument('--warmup', type=float, default=3.0, help='seconds after the first frame before measuring')
+    parser.add_argument('--only', nargs='*', choices=SCENARIOS, help='run these scenarios only')
+    parser.add_argument('--out', type=Path, default=REPO / 'bench' / 'results' / 'e2e.json')
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    group = ProcessGroup('emotion_ros_bench_e2e_')
+    env = isolate_this_process(group.scratch)
+    import rclpy
+    from five_faces import write_frames
+    rclpy.init()
+    info = machine_info()
+    results, errors = {}, {}
+    try:
+        five = str(write_frames(group.scratch / 'five_faces', frames=60))
+        plan = {
+            'separate_1_face': lambda: run_separate(group, env, 'demo', 'sep1', args.warmup, args.duration),
+            'separate_5_faces': lambda: run_separate(group, env, five, 'sep5', args.warmup, args.duration),
+            'live_single_1_face': lambda: run_live(group, env, 'single', 'live_st', args.warmup, args.duration),
+            'live_multi_1_face': lambda: run_live(group, env, 'multi', 'live_mt', args.warmup, args.duration),
+        }
+        for name in args.only or SCENARIOS:
+            print(f'[e2e] {name} ...', flush=True)
+            try:
+                results[name] = plan[name]()
+            except (RuntimeError, OSError) as exc:
+                errors[name] = str(exc)[-4000:]
+                print(f'[e2e] {name} failed: {str(exc)[:2000]}', file=sys.stderr)
+    finally:
+        rclpy.shutdown()
+        group.remove_scratch()
+    base = results.get('separate_1_face')
+    for r in results.values():
+        if base:
+            r['vs_separate_1_face'] = {'latency_p50': ratio(r['latency']['p50_ms'], base['latency']['p50_ms']),
+                                       'latency_p95': ratio(r['latency']['p95_ms'], base['latency']['p95_ms']),
+                                       'cpu_cores_total': ratio(r['cpu_cores_total'], base['cpu_cores_total'])}
+        r['goals'] = {'every_frame': r['frames_dropped'] == 0,
+                      'p95_le_40ms': r['latency']['p95_ms'] is not None and r['latency']['p95_ms'] <= GOAL_P95_MS,
+                      'under_one_core': r['cpu_cores_total'] < GOAL_TOTAL_CORES}
+    report = {'machine': info, 'fps': FPS, 'size': [WIDTH, HEIGHT], 'warmup_s': args.warmup,
+              'window_s': args.duration, 'ros_domain_id': int(env['ROS_DOMAIN_ID']),
+              'goals': {'p95_ms': GOAL_P95_MS, 'total_cores_1_face': GOAL_TOTAL_CORES, 'every_frame': True},
+              'scenarios': results, 'errors': errors, 'wall_s': time.monotonic() - started,
+              'generated_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + '\n')
+    print_table(report)
+    print(f'\nwritten {args.out}')
+    return 1 if errors and not results else 0
+
+
+def print_table(report: dict) -> None:
+    print(f"camera {report['fps']:.0f} fps {report['size'][0]}x{report['size'][1]}, "
+          f"{report['window_s']:.0f} s window after {report['warmup_s']:.0f} s warm-up")
+    head = (f"{'scenario':20} {'frames':>6} {'drop':>5} {'faces':>5} {'p50 ms':>7} {'p95':>6} {'max':>6} "
+            f"| {'cores':>5}  per process")
+    print(head)
+    print('-' * len(head))
+    for name, r in report['scenarios'].items():
+        lat = r['latency']
+        per = ', '.join(f'{k.replace("_node", "")} {v:.2f}' for k, v in r['cpu_cores'].items())
+        print(f"{name:20} {r['frames_in_window']:6} {r['frames_dropped']:5} {r['faces_per_frame_mean']:5.1f} "
+              f"{lat['p50_ms'] or 0:7.1f} {lat['p95_ms'] or 0:6.1f} {lat['max_ms'] or 0:6.1f} "
+              f"| {r['cpu_cores_total']:5.2f}  {per}")
+    for name, err in report['errors'].items():
+        print(f'{name}: FAILED: {err.splitlines()[0] if err else ""}')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
