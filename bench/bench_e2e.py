@@ -111,9 +111,12 @@ def measure(listener: Listener, children: dict, warmup: float, duration: float) 
     faces = [listener.emotions[s][1] for s in done]
     cpu = {name: (cpu1[name] - cpu0[name]) / wall for name in children}
     span = (frames[-1] - frames[0]) / 1e9 if len(frames) > 1 else 0.0
+    expected = int(round(wall * FPS))
     return {
         'window_s': wall,
+        'frames_expected_at_target_fps': expected,
         'frames_in_window': len(frames),
+        'frames_short_of_target': max(0, expected - len(done)),
         'camera_fps': (len(frames) - 1) / span if span else 0.0,
         'frames_with_emotions': len(done),
         'frames_dropped': len(frames) - len(done),
@@ -233,7 +236,7 @@ def main(argv=None) -> int:
             r['vs_separate_1_face'] = {'latency_p50': ratio(r['latency']['p50_ms'], base['latency']['p50_ms']),
                                        'latency_p95': ratio(r['latency']['p95_ms'], base['latency']['p95_ms']),
                                        'cpu_cores_total': ratio(r['cpu_cores_total'], base['cpu_cores_total'])}
-        r['goals'] = {'every_frame': r['frames_dropped'] == 0,
+        r['goals'] = {'every_frame': r['frames_dropped'] == 0 and r['frames_short_of_target'] <= 1,
                       'p95_le_40ms': r['latency']['p95_ms'] is not None and r['latency']['p95_ms'] <= GOAL_P95_MS,
                       'under_one_core': r['cpu_cores_total'] < GOAL_TOTAL_CORES}
     report = {'machine': info, 'fps': FPS, 'size': [WIDTH, HEIGHT], 'warmup_s': args.warmup,
@@ -251,14 +254,14 @@ def main(argv=None) -> int:
 def print_table(report: dict) -> None:
     print(f"camera {report['fps']:.0f} fps {report['size'][0]}x{report['size'][1]}, "
           f"{report['window_s']:.0f} s window after {report['warmup_s']:.0f} s warm-up")
-    head = (f"{'scenario':20} {'frames':>6} {'drop':>5} {'faces':>5} {'p50 ms':>7} {'p95':>6} {'max':>6} "
+    head = (f"{'scenario':20} {'frames':>6} {'fps':>5} {'drop':>5} {'faces':>5} {'p50 ms':>7} {'p95':>6} {'max':>6} "
             f"| {'cores':>5}  per process")
     print(head)
     print('-' * len(head))
     for name, r in report['scenarios'].items():
         lat = r['latency']
         per = ', '.join(f'{k.replace("_node", "")} {v:.2f}' for k, v in r['cpu_cores'].items())
-        print(f"{name:20} {r['frames_in_window']:6} {r['frames_dropped']:5} {r['faces_per_frame_mean']:5.1f} "
+        print(f"{name:20} {r['frames_in_window']:6} {r['camera_fps']:5.1f} {r['frames_dropped']:5} {r['faces_per_frame_mean']:5.1f} "
               f"{lat['p50_ms'] or 0:7.1f} {lat['p95_ms'] or 0:6.1f} {lat['max_ms'] or 0:6.1f} "
               f"| {r['cpu_cores_total']:5.2f}  {per}")
     for name, err in report['errors'].items():
