@@ -286,7 +286,8 @@ def main(argv=None) -> int:
                 break
             entry['vs_baseline'] = {
                 'latency_1_face_p50': ratio(entry['latency_1_face']['p50_ms'], base['latency_1_face']['p50_ms']),
-                **{f'faces_per_s_batch_{b}': ratio(entry[f'batch_{b}']['faces_per_s'], base[f'batch_{b}']['faces_per_s'])
+                **{f'faces_per_s_batch_{b}': ratio(entry[f'batch_{b}']['faces_per_s'],
+                                                   base[f'batch_{b}']['faces_per_s'])
                    for b in BATCHES},
                 'accuracy_points': 100 * (entry['accuracy_val']['accuracy'] - base['accuracy_val']['accuracy']),
             }

