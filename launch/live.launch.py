@@ -25,7 +25,7 @@ def generate_launch_description():
             [FindPackageShare(PACKAGE), 'config', 'params.yaml']), description='ROS parameter file'),
         DeclareLaunchArgument('source', default_value='demo',
                               description='webcam index, /dev/videoN, video file, image folder, URL, or demo'),
-        DeclareLaunchArgument('detector', default_value='yunet', description='face detector: haar, yunet, blazeface'),
+        DeclareLaunchArgument('detector', default_value='blazeface', description='face detector: haar, yunet, blazeface'),
         DeclareLaunchArgument('namespace', default_value='', description='namespace of every node (one per camera)'),
         DeclareLaunchArgument('respawn', default_value='true', description='restart a crashed processing node (max 3 times)'),
         DeclareLaunchArgument('hue', default_value='false', description='drive a Philips Hue light'),

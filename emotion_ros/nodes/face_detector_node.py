@@ -17,7 +17,7 @@ from emotion_ros.nodes.throttled_log import ThrottledLog
 
 SPECS = (
     ParamSpec('backend', DEFAULT_BACKEND, 'face detector: ' + ', '.join(BACKENDS), choices=BACKENDS, read_only=True),
-    ParamSpec('min_score', 0.6, 'drop detections scoring below this (0..1; changeable at runtime)', min=0.0, max=1.0),
+    ParamSpec('min_score', 0.5, 'drop detections scoring below this (0..1; changeable at runtime)', min=0.0, max=1.0),
     ParamSpec('max_side', 640, 'frames larger than this (longest side, px) are downscaled for detection; '
               'boxes are still reported in source pixels', min=64, max=8192, read_only=True),
     ParamSpec('image_transport', 'raw', 'subscribe to `image` (raw, sensor_msgs/Image) or `image/compressed` '
