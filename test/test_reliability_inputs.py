@@ -192,3 +192,53 @@ def test_classifier_survives_impossible_boxes_unpaired_faces_and_floods(ros):
         assert frame(5, [_face(250, 60, 120, 140, '1')])   # still working
     finally:
         rig.close()
+
+
+NODE_MODULES = ('camera_node', 'face_detector_node', 'emotion_classifier_node', 'hue_actuator_node',
+                'dataset_recorder_node')
+
+
+@pytest.mark.parametrize('module', NODE_MODULES)
+def test_every_parameter_has_description_default_and_numeric_range(module):
+    import importlib
+    specs = importlib.import_module(f'emotion_ros.nodes.{module}').SPECS
+    for spec in specs:
+        assert len(spec.description) > 10, spec.name
+        assert spec.reason_invalid(spec.default) is None, spec.name
+        if type(spec.default) in (int, float):
+            assert spec.min is not None and spec.max is not None, f'{module}.{spec.name} has no range'
+
+
+def test_runtime_parameter_changes_are_validated_on_the_real_node(ros):
+    det = FaceDetectorNode()
+    try:
+        results = det.set_parameters([Parameter('min_score', value=1.5)])
+        assert not results[0].successful and 'out of range' in results[0].reason
+        assert det.p['min_score'] == 0.5
+        results = det.set_parameters([Parameter('backend', value='haar')])
+        assert not results[0].successful                          # read-only: fixed at configure
+        assert det.set_parameters([Parameter('min_score', value=0.8)])[0].successful
+        assert det.p['min_score'] == 0.8
+    finally:
+        det.destroy_node()
+
+
+def test_lifecycle_processing_only_while_active(ros):
+    from lifecycle_msgs.msg import State
+    det = FaceDetectorNode(parameter_overrides=[Parameter('autostart', value=False), Parameter('tracking', value=False)])
+    rig = Rig(det)
+    try:
+        assert det._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        rig.send(image_msg(astronaut_bgr(), 'bgr8', 1))
+        assert not rig.faces                                      # unconfigured: nothing subscribed yet
+        det.trigger_configure()
+        rig.spin_until(lambda: rig.images.get_subscription_count() >= 1, 10)
+        rig.send(image_msg(astronaut_bgr(), 'bgr8', 2))
+        assert not rig.faces                                      # configured, inactive: no output
+        det.trigger_activate()
+        assert rig.send(image_msg(astronaut_bgr(), 'bgr8', 3), wait_for=lambda: _faces_for(rig, 3))
+        det.trigger_deactivate()
+        rig.send(image_msg(astronaut_bgr(), 'bgr8', 4))
+        assert not _faces_for(rig, 4)
+    finally:
+        rig.close()
