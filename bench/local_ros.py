@@ -65,6 +65,20 @@ def ros_args(params: Optional[Dict] = None, remaps: Optional[Dict] = None) -> Li
     return args
 
 
+def group_members(pgid: int) -> List[int]:
+    """Pids of the live (not zombie) processes in a process group."""
+    pids = []
+    for stat in glob.glob('/proc/[0-9]*/stat'):
+        try:
+            text = Path(stat).read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(')') + 2:].split()
+        if int(fields[2]) == pgid and fields[0] != 'Z':
+            pids.append(int(stat.split('/')[2]))
+    return pids
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """user+system CPU seconds of every live process in a process group (all their threads)."""
     total = 0
@@ -125,13 +139,14 @@ class Child:
 class ProcessGroup:
     """Children of one benchmark, with a scratch folder; everything is ended and removed on exit."""
 
-    def __init__(self, prefix: str = 'emotion_ros_bench_'):
+    def __init__(self, prefix: str = 'emotion_ros_bench_', handle_signals: bool = True):
         self.scratch = Path(tempfile.mkdtemp(prefix=prefix))
         self.children: List[Child] = []
         self._shm_before = _shm_files()
         atexit.register(self.stop_all)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, self._on_signal)
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum, frame):
         self.stop_all()
