@@ -8,11 +8,13 @@ Scenarios (camera at 30 fps, 640x480, looping):
                     (r2), because the MultiThreadedExecutor stall seen here came in 1 of 4 runs
 
 This process is the listener (a separate process from every node): it subscribes to `camera_info`
-(published with each frame, same header; small, so counting frames costs nothing) and `emotions`.
+(published with each frame, same header; small, so counting frames costs nothing), `faces` (the
+detector's output: splits the latency into detection and classification) and `emotions`.
 Latency = time the `emotions` callback runs here - the image header stamp (one system clock).
 After a warm-up, a fixed window is measured: frames stamped in it, frames with no `emotions` (dropped),
 latency p50/p95/max, stalls (gaps > 500 ms between results), and CPU per process group from
-/proc/<pid>/stat (utime+stime) over exactly that window, as a share of one core. The one-process runner's own printed summary is parsed and kept too.
+/proc/<pid>/stat (utime+stime) over exactly that window, as a share of one core. The one-process
+runner's own printed summary is parsed and kept too.
 
 Usage: .venv/bin/python bench/bench_e2e.py [--duration 20] [--warmup 3] [--only NAME ...] [--out ...]
 """
@@ -51,15 +53,17 @@ class Listener:
         import rclpy
         from sensor_msgs.msg import CameraInfo
 
-        from emotion_msgs.msg import EmotionArray
+        from emotion_msgs.msg import EmotionArray, FaceArray
         from emotion_ros.nodes.qos import latest_frame_qos, results_qos
         self.node = rclpy.create_node(name)
         self.frames = {}
         self.emotions = {}
+        self.faces = {}
         self.mw_latency_ms = []
         self.info_sub = self.node.create_subscription(CameraInfo, 'camera_info', self._on_info, latest_frame_qos(100))
         self.emotion_sub = self.node.create_subscription(EmotionArray, 'emotions', self._on_emotions,
                                                          results_qos(100))
+        self.node.create_subscription(FaceArray, 'faces', self._on_faces, results_qos(100))
 
     @staticmethod
     def _stamp(header) -> int:
@@ -67,6 +71,9 @@ class Listener:
 
     def _on_info(self, msg) -> None:
         self.frames.setdefault(self._stamp(msg.header), time.time_ns())
+
+    def _on_faces(self, msg) -> None:
+        self.faces.setdefault(self._stamp(msg.header), time.time_ns())
 
     def _on_emotions(self, msg, info) -> None:
         now = time.time_ns()
@@ -130,6 +137,7 @@ def measure(listener: Listener, children: dict, warmup: float, duration: float) 
         'stalls_over_500ms': int((gaps_ms > STALL_MS).sum()),
         'longest_gap_between_results_ms': float(gaps_ms.max()) if gaps_ms.size else None,
         'latency': summarise_ms(latency),
+        'latency_to_faces': summarise_ms([(listener.faces[s] - s) / 1e6 for s in frames if s in listener.faces]),
         'latency_middleware_receive': summarise_ms([v for v in listener.mw_latency_ms]),
         'cpu_cores': cpu,
         'cpu_cores_total': sum(cpu.values()),
