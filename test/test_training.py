@@ -185,6 +185,9 @@ def test_export_agrees_with_keras(trained, tmp_path):
     images = load_npz(data).images[:64]
     a = agreement(model, report_f, images)
     assert a['top1_agreement'] >= 0.99 and a['max_abs_prob_diff'] < 1e-3
+    assert main(['export', '--model', str(run / 'best.keras'), '--out-dir', str(out), '--name', 'tta',
+                 '--data', str(data), '--sample', '100', '--no-int8', '--tta-flip']) == 0
+    assert (out / 'tta.tflite').is_file()
 
 
 @pytest.mark.slow
