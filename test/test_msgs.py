@@ -64,7 +64,9 @@ TALKER = textwrap.dedent('''
     from sensor_msgs.msg import RegionOfInterest
     n_msgs = int(sys.argv[1])
     rclpy.init(); node = rclpy.create_node('talker')
-    pub = node.create_publisher(EmotionArray, 'emotions', 10)
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    # transient local: a subscriber matched a moment after the publisher still gets the first messages
+    pub = node.create_publisher(EmotionArray, 'emotions', QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     deadline = time.time() + 30
     while pub.get_subscription_count() == 0 and time.time() < deadline:
         rclpy.spin_once(node, timeout_sec=0.05)
@@ -84,7 +86,9 @@ LISTENER = textwrap.dedent('''
     from emotion_msgs.msg import EmotionArray
     n_msgs = int(sys.argv[1]); got = []
     rclpy.init(); node = rclpy.create_node('listener')
-    node.create_subscription(EmotionArray, 'emotions', got.append, 100)
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    node.create_subscription(EmotionArray, 'emotions', got.append,
+                             QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     deadline = time.time() + 30
     while len(got) < n_msgs and time.time() < deadline:
         rclpy.spin_once(node, timeout_sec=0.05)
