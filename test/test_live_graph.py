@@ -143,3 +143,17 @@ def test_make_demo_exits_zero_with_summary():
     result = subprocess.run(['make', '-s', 'demo'], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert 'emotion arrays' in result.stdout and 'latency image->emotions' in result.stdout
+
+
+def test_runner_drives_a_hue_bridge_from_the_demo(tmp_path):
+    from hue_bridge_emulator import HueBridgeEmulator
+    with HueBridgeEmulator(lights=3) as bridge:
+        bridge.press_link_button(60)
+        env = dict(__import__('os').environ, XDG_CONFIG_HOME=str(tmp_path / 'cfg'))
+        result = subprocess.run([str(VENV_BIN / 'emotion_live'), '--source', 'demo', '--hue-bridge', bridge.address],
+                                capture_output=True, text=True, timeout=300, env=env)
+        puts = bridge.state_puts()
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert len(puts) == 1, bridge.summary()                       # happy throughout: one command, never resent
+    assert puts[0].resource == '/lights/1/state' and puts[0].body['on'] is True
+    assert (tmp_path / 'cfg' / 'emotion_ros' / 'hue_username.json').stat().st_mode & 0o777 == 0o600
