@@ -27,7 +27,7 @@ $(VENV)/.deps.stamp: requirements.txt constraints.txt | $(PY)
 # emotion_msgs is built with rosidl + plain CMake against the ros-* wheels and installed into the venv prefix,
 # so `import emotion_msgs.msg` works with nothing sourced (the wheels' bootstrapper adds $(VENV)/lib).
 $(VENV)/.msgs.stamp: $(MSG_SOURCES) cmake/fix_wheel_paths.cmake $(VENV)/.deps.stamp
-	rm -rf $(BUILD)/emotion_msgs
+	rm -rf $(BUILD)/emotion_msgs && mkdir -p $(BUILD)
 	. $(VENV)/bin/activate && AMENT_PREFIX_PATH=$(CURDIR)/$(VENV) cmake -S emotion_msgs -B $(BUILD)/emotion_msgs \
 	  -DCMAKE_INSTALL_PREFIX=$(CURDIR)/$(VENV) -DBUILD_TESTING=OFF -DPython3_EXECUTABLE=$(CURDIR)/$(PY) \
 	  -DCMAKE_PROJECT_INCLUDE=$(CURDIR)/cmake/fix_wheel_paths.cmake > $(BUILD)/cmake.log 2>&1 || \
