@@ -1,5 +1,6 @@
 """The dataset recorder in the real graph: camera_node on a real clip -> face_detector_node (real detector) ->
 dataset_recorder_node, driven through the `emotion-dataset` CLI; kill -9 mid-burst; restart; `emotion-train import`."""
+import json
 import os
 import re
 import signal
@@ -90,6 +91,30 @@ def test_capture_refuse_count_and_import_round_trip(live_faces, ros_env, tmp_pat
         assert [classes[i] for i in z['labels']] == ['happy'] * 10 + ['surprise'] * 2
         for name, img in zip(z['source'], z['images']):
             assert np.array_equal(img, cv2.imread(str(ds / name), cv2.IMREAD_UNCHANGED))
+        assert z['split'].tolist() == ['train'] * 8 + ['val'] * 2 + ['train', 'val']   # newest captures = val
+
+    # ... and the rest of the README's "train on your own faces": fit, evaluate, export, use in the live graph
+    train = VENV_BIN / 'emotion-train'
+    run = tmp_path / 'run'
+    fit = subprocess.run([str(train), 'fit', '--data', str(out), '--run-dir', str(run), '--epochs', '2',
+                          '--batch-size', '8', '--holdout', '0'], env=ros_env, capture_output=True, text=True,
+                         timeout=600)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert {'best.keras', 'curves.png', 'confusion_val.png', 'metrics.json'} <= {p.name for p in run.iterdir()}
+    ev = subprocess.run([str(train), 'evaluate', '--data', str(out), '--model', str(run / 'best.keras'), '--json'],
+                        env=ros_env, capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0 and json.loads(ev.stdout)['n'] == 12, ev.stderr[-3000:]
+    ex = subprocess.run([str(train), 'export', '--model', str(run / 'best.keras'), '--out-dir', str(run / 'export'),
+                         '--no-int8', '--data', str(out)], env=ros_env, capture_output=True, text=True, timeout=300)
+    assert ex.returncode == 0, ex.stderr[-3000:]
+    clip = require_shared('media', 'head-pose-face-detection-male.mp4')
+    own_domain = dict(ros_env, ROS_DOMAIN_ID=str((int(ros_env['ROS_DOMAIN_ID']) + 50) % 100 + 1))
+    live = subprocess.run([str(VENV_BIN / 'emotion_live'), '--source', str(clip), '--fps', '12',
+                           '--model', str(run / 'export' / 'emotion.tflite')], env=own_domain, capture_output=True,
+                          text=True, timeout=300)
+    assert live.returncode == 0, live.stdout[-2000:] + live.stderr[-2000:]
+    assert f"model {run / 'export' / 'emotion.tflite'}" in live.stderr
+    assert int(re.search(r'faces classified\s+(\d+)', live.stdout).group(1)) >= 50, live.stdout
 
 
 def test_kill_9_mid_burst_leaves_a_consistent_folder_and_restart_resumes(live_faces, ros_env, tmp_path):

@@ -19,6 +19,7 @@ import numpy as np
 
 from emotion_ros.core import facelabeler_dataset as fl
 from emotion_ros.core.face_crop import crop_face
+from emotion_ros.core.face_detection import DEFAULT_BACKEND
 from emotion_ros.core.labels import CANONICAL_LABELS, canonical_label
 
 SIZE = 48
@@ -74,7 +75,7 @@ def looks_like_crop(img: np.ndarray) -> bool:
 class FaceCropper:
     """Image -> 48x48 crop of its largest face (detecting only when the image is not a crop already)."""
 
-    def __init__(self, mode: str = 'auto', detector=None, detector_name: str = 'yunet'):
+    def __init__(self, mode: str = 'auto', detector=None, detector_name: str = DEFAULT_BACKEND):
         if mode not in ('auto', 'always', 'never'):
             raise ValueError(f'crop mode must be auto/always/never, got {mode!r}')
         self.mode, self._detector, self.detector_name = mode, detector, detector_name
@@ -179,9 +180,28 @@ def _from_npz(path: Path, classes, cropper, report):
     return out_classes, images, labels, sources, extra
 
 
-def import_dataset(source, classes=None, crop: str = 'auto', detector=None, detector_name: str = 'yunet',
-                   progress: bool = True):
-    """Read any supported source -> (arrays for the npz, ImportReport)."""
+def split_by_file_order(labels: np.ndarray, n_classes: int, val_fraction: float) -> np.ndarray:
+    """'train'/'val' per row: the last `val_fraction` of each label's rows, in file order, are val.
+
+    Crops captured in one burst are near-duplicates, so a random split would put copies of the same moment
+    on both sides and flatter val accuracy; the newest captures (another session) make an honest val.
+    """
+    split = np.full(len(labels), 'train', dtype='<U5')
+    for c in range(n_classes):
+        rows = np.flatnonzero(labels == c)
+        k = int(np.ceil(len(rows) * val_fraction)) if len(rows) > 1 else 0
+        if k:
+            split[rows[-k:]] = 'val'
+    return split
+
+
+def import_dataset(source, classes=None, crop: str = 'auto', detector=None, detector_name: str = DEFAULT_BACKEND,
+                   progress: bool = True, val_fraction: float = 0.2):
+    """Read any supported source -> (arrays for the npz, ImportReport).
+
+    Folder sources get a `split` array (see split_by_file_order) so `emotion-train fit` can select on val;
+    an npz source keeps its own split.
+    """
     from tqdm import tqdm
     source = Path(source).expanduser()
     classes = [canonical_label(c) for c in classes] if classes else None
@@ -218,6 +238,8 @@ def import_dataset(source, classes=None, crop: str = 'auto', detector=None, dete
         'source': np.array(sources, dtype=str),
         **extra,
     }
+    if 'split' not in arrays:
+        arrays['split'] = split_by_file_order(arrays['labels'], len(classes), val_fraction)
     report.imported = len(labels)
     report.per_class = {c: int((arrays['labels'] == i).sum()) for i, c in enumerate(classes)}
     return arrays, report
@@ -242,7 +264,8 @@ def write_npz(path, arrays: dict) -> None:
 def run_import(args) -> int:
     try:
         arrays, report = import_dataset(args.source, args.classes.split(',') if args.classes else None,
-                                        args.crop, detector_name=args.detector, progress=not args.quiet)
+                                        args.crop, detector_name=args.detector, progress=not args.quiet,
+                                        val_fraction=args.val_fraction)
     except (FileNotFoundError, ValueError) as exc:
         print(f'emotion-train import: {exc}', file=sys.stderr)
         return 2
@@ -274,7 +297,10 @@ def add_arguments(p):
     p.add_argument('--classes', help='comma-separated class list to map onto (default: the source\'s own)')
     p.add_argument('--crop', default='auto', choices=['auto', 'always', 'never'],
                    help='detect+crop faces: auto = only for images that are not small square crops')
-    p.add_argument('--detector', default='yunet', help='face detector backend (as the live face_detector_node)')
+    p.add_argument('--detector', default=DEFAULT_BACKEND,
+                   help='face detector backend (default: the live face_detector_node\'s default)')
+    p.add_argument('--val-fraction', type=float, default=0.2,
+                   help='folder sources: the last FRACTION of each label\'s images (file order) become val')
     p.add_argument('--report', help='where to write the JSON report (default: OUT.report.json)')
     p.add_argument('--strict', action='store_true', help='exit 1 when anything was skipped or looked wrong')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
