@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import glob
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -20,29 +19,19 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from emotion_ros.local_dds import local_ros_env as isolation_env
+from emotion_ros.local_dds import shm_files as _shm_files
+from emotion_ros.local_dds import shm_in_use as _shm_in_use
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-FASTDDS_PROFILE = REPO / 'config' / 'fastdds_shm_only.xml'
 CLK_TCK = os.sysconf('SC_CLK_TCK')
 
 
 def local_ros_env(scratch: Path, domain_id: Optional[int] = None) -> dict:
     """os.environ plus the isolation settings; a fresh random domain unless one is given."""
     env = dict(os.environ)
-    env.update({
-        'ROS_DOMAIN_ID': str(domain_id if domain_id is not None else random.randint(1, 100)),
-        'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
-        'FASTDDS_DEFAULT_PROFILES_FILE': str(FASTDDS_PROFILE),
-        'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
-        'ROS_HOME': str(scratch / 'ros_home'),
-        'ROS_LOG_DIR': str(scratch / 'ros_log'),
-        'KERAS_HOME': str(scratch / 'keras'),
-        'MPLCONFIGDIR': str(scratch / 'mpl'),
-        'TMPDIR': str(scratch / 'tmp'),
-        'TF_CPP_MIN_LOG_LEVEL': '2',
-        'PYTHONUNBUFFERED': '1',
-    })
-    (scratch / 'tmp').mkdir(parents=True, exist_ok=True)
+    env.update(isolation_env(scratch, domain_id))
     return env
 
 
@@ -173,25 +162,3 @@ class ProcessGroup:
     def remove_scratch(self) -> None:
         self.stop_all()
         shutil.rmtree(self.scratch, ignore_errors=True)
-
-
-def _shm_files() -> set:
-    return set(glob.glob('/dev/shm/*fastdds*') + glob.glob('/dev/shm/sem.fastdds*'))
-
-
-def _shm_in_use() -> set:
-    used = set()
-    for maps in glob.glob('/proc/[0-9]*/maps'):
-        try:
-            with open(maps) as f:
-                used.update(line.split(None, 5)[5].strip() for line in f if '/dev/shm/' in line)
-        except (OSError, IndexError):
-            pass
-    for fd in glob.glob('/proc/[0-9]*/fd/*'):
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith('/dev/shm/'):
-            used.add(target)
-    return used
