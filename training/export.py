@@ -2,6 +2,7 @@
 labels file per model, then a check that each exported model agrees with the Keras one."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -77,7 +78,8 @@ def convert(model, int8: bool, representative: np.ndarray | None = None) -> byte
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = gen
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return conv.convert()
+    with contextlib.redirect_stdout(sys.stderr):   # the converter prints its SavedModel path
+        return conv.convert()
 
 
 def agreement(keras_model, tflite_path, images: np.ndarray) -> dict:
