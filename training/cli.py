@@ -35,11 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       ('evaluate', 'evaluate', _evaluate, 'score a model on an npz (JSON)'),
                                       ('export', 'export', _export, '.keras -> .tflite (float, int8) + labels')):
         p = sub.add_parser(name, help=help_)
-        try:
-            mod = __import__(f'{__package__}.{module}', fromlist=['add_arguments'])
-            mod.add_arguments(p)
-        except ImportError:
-            pass
+        __import__(f'{__package__}.{module}', fromlist=['add_arguments']).add_arguments(p)
         p.set_defaults(func=func)
     return parser
 
