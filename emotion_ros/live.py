@@ -105,19 +105,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.loop:
         camera_overrides.append(Parameter('loop', value=True))
     detector_overrides = [Parameter('backend', value=args.detector)] if args.detector else []
+    boxes_from = [Parameter('face_detector_backend', value=args.detector)] if args.detector else []
     nodes, hue_executor, hue_thread = [], None, None
     log = rclpy.logging.get_logger('emotion_live')
     try:
         try:
             kw = dict(namespace=args.namespace)
             summary = LiveSummary(**kw)
-            classifier_overrides = [Parameter('model_path', value=args.model)] if args.model else []
+            classifier_overrides = boxes_from + ([Parameter('model_path', value=args.model)] if args.model else [])
             classifier = EmotionClassifierNode(cli_args=remap, parameter_overrides=classifier_overrides, **kw)
             detector = FaceDetectorNode(cli_args=remap, parameter_overrides=detector_overrides, **kw)
             camera = CameraNode(parameter_overrides=camera_overrides, **kw)
             nodes = [summary, classifier, detector, camera]
             if args.record:
-                nodes.append(_recorder(args, kw, remap))
+                nodes.append(_recorder(args, kw, remap, boxes_from))
             shared = list(nodes)
             if args.hue_bridge or args.hue_dry_run:
                 hue_executor, hue_thread = _start_hue(args, kw, nodes)
@@ -147,11 +148,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             rclpy.shutdown()
 
 
-def _recorder(args, kw, remap):
+def _recorder(args, kw, remap, boxes_from):
     """Cheap (idle until asked, its bursts await frames without blocking): shares the main executor."""
     from emotion_ros.nodes.dataset_recorder_node import DatasetRecorderNode
-    return DatasetRecorderNode(cli_args=remap, parameter_overrides=[Parameter('dataset_dir', value=args.record)],
-                               **kw)
+    return DatasetRecorderNode(cli_args=remap, parameter_overrides=[Parameter('dataset_dir', value=args.record)]
+                               + boxes_from, **kw)
 
 
 def _start_hue(args, kw, nodes):

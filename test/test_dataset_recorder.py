@@ -15,7 +15,10 @@ from std_msgs.msg import Header, String  # noqa: E402
 
 from emotion_msgs.msg import Face, FaceArray  # noqa: E402
 from emotion_msgs.srv import Capture  # noqa: E402
-from emotion_ros.core.face_crop import crop_face  # noqa: E402
+from emotion_ros.core.face_crop import MARGIN_FOR_BACKEND, crop_face  # noqa: E402
+from emotion_ros.core.face_detection import DEFAULT_BACKEND  # noqa: E402
+
+MARGIN = MARGIN_FOR_BACKEND[DEFAULT_BACKEND]
 from emotion_ros.nodes.dataset_recorder_node import DatasetRecorderNode  # noqa: E402
 from emotion_ros.nodes.qos import latched_qos, latest_frame_qos, results_qos  # noqa: E402
 from emotion_ros.nodes.ros_image import bgr_to_image  # noqa: E402
@@ -97,7 +100,7 @@ def test_burst_saves_count_crops_while_frames_keep_flowing(graph, tmp_path):
     assert rows(tmp_path / 'ds') == [f'face{i}.png,happy' for i in range(8)]
     assert fake.published - before >= 8 and elapsed < 10  # frames flowed during the burst, same executor
     crop = cv2.imread(str(tmp_path / 'ds/Images/face0.png'), cv2.IMREAD_UNCHANGED)
-    assert np.array_equal(crop, crop_face(fake.frame, BOX))  # the largest face, the classifier's crop
+    assert np.array_equal(crop, crop_face(fake.frame, BOX, margin=MARGIN))  # the largest face, the classifier's crop
 
 
 def test_interval_spaces_the_crops(graph, tmp_path):
@@ -117,7 +120,8 @@ def test_colour_crops_of_the_requested_size(graph, tmp_path):
     crop = cv2.imread(str(tmp_path / 'ds' / res.saved[0]), cv2.IMREAD_UNCHANGED)
     assert crop.shape == (96, 96, 3)
     for c in range(3):
-        assert np.array_equal(crop[:, :, c], crop_face(np.ascontiguousarray(fake.frame[:, :, c]), BOX, size=96))
+        assert np.array_equal(crop[:, :, c], crop_face(np.ascontiguousarray(fake.frame[:, :, c]), BOX, size=96,
+                                                       margin=MARGIN))
 
 
 @pytest.mark.parametrize('label,count,interval,needle', [

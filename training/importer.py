@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from emotion_ros.core import facelabeler_dataset as fl
-from emotion_ros.core.face_crop import crop_face
+from emotion_ros.core.face_crop import DEFAULT_MARGIN, MARGIN_FOR_BACKEND, crop_face
 from emotion_ros.core.face_detection import DEFAULT_BACKEND
 from emotion_ros.core.labels import CANONICAL_LABELS, canonical_label
 
@@ -100,7 +100,7 @@ class FaceCropper:
         if len(faces) > 1:
             report.several_faces.append(f'{name}: {len(faces)} faces, used the largest')
         box = max(faces, key=lambda f: f.w * f.h)
-        return crop_face(bgr, box, SIZE)
+        return crop_face(bgr, box, SIZE, margin=MARGIN_FOR_BACKEND.get(self.detector_name, DEFAULT_MARGIN))
 
 
 def _class_index(label: str, classes: list):

@@ -117,7 +117,8 @@ class EmotionModel:
             self._batch = n
         self._interp.set_tensor(self._in['index'], self._to_input(chunk.reshape((n,) + self._in_shape)))
         self._interp.invoke()
-        return self._from_output(self._interp.get_tensor(self._out['index']))
+        probs = np.maximum(self._from_output(self._interp.get_tensor(self._out['index'])), 0.0)
+        return probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)  # int8 outputs sum to 1 only roughly
 
     def predict(self, crops) -> np.ndarray:
         """uint8 crops (N, 48, 48) (or (N, 48, 48, 1), or one (48, 48)) -> float32 (N, C) probabilities."""

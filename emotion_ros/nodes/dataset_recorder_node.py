@@ -21,7 +21,8 @@ from std_msgs.msg import String
 
 from emotion_msgs.msg import FaceArray
 from emotion_msgs.srv import Capture
-from emotion_ros.core.face_crop import crop_face
+from emotion_ros.core.face_crop import MARGIN_FOR_BACKEND, crop_face
+from emotion_ros.core.face_detection import BACKENDS, DEFAULT_BACKEND
 from emotion_ros.core.facelabeler_dataset import DatasetError, DatasetWriter, UnknownLabel
 from emotion_ros.core.image_encoding import ImageDecodeError
 from emotion_ros.core.param_spec import ParamSpec
@@ -38,6 +39,8 @@ SPECS = (
     ParamSpec('dataset_dir', '~/emotion_dataset', 'FaceLabeler folder (labelList.csv, faceLabels.csv, Images/); '
               'created with the default labels if missing', check=lambda v: None if v.strip() else 'must not be empty',
               read_only=True),
+    ParamSpec('face_detector_backend', DEFAULT_BACKEND, 'detector that made the face boxes (' + ', '.join(BACKENDS)
+              + '): selects the crop margin measured for its boxes, as the classifier does', choices=BACKENDS),
     ParamSpec('grayscale', True, 'save single-channel crops (what the classifier sees); false = colour'),
     ParamSpec('crop_size', 48, 'side of the saved square crop in pixels (48 = the classifier input)', min=16, max=1024),
     ParamSpec('no_face_timeout_s', 2.0, 'a capture ends with "no face" after this long without a face',
@@ -49,9 +52,10 @@ SPECS = (
 )
 
 
-def crop_face_bgr(image: np.ndarray, box, size: int) -> np.ndarray:
+def crop_face_bgr(image: np.ndarray, box, size: int, margin: float) -> np.ndarray:
     """Colour twin of `crop_face`: each channel through the very same crop, so geometry never drifts apart."""
-    return np.dstack([crop_face(np.ascontiguousarray(image[:, :, c]), box, size=size) for c in range(3)])
+    return np.dstack([crop_face(np.ascontiguousarray(image[:, :, c]), box, size=size, margin=margin)
+                      for c in range(3)])
 
 
 def _stamp_key(header):
@@ -182,7 +186,8 @@ class DatasetRecorderNode(Node):
         roi = max(faces_msg.faces, key=lambda f: f.roi.width * f.roi.height).roi
         box = (roi.x_offset, roi.y_offset, roi.width, roi.height)
         try:
-            crop = (crop_face if self.p['grayscale'] else crop_face_bgr)(image, box, size=self.p['crop_size'])
+            crop = (crop_face if self.p['grayscale'] else crop_face_bgr)(
+                image, box, size=self.p['crop_size'], margin=MARGIN_FOR_BACKEND[self.p['face_detector_backend']])
         except ValueError as exc:
             self._log.warning('crop', f'face skipped: {exc}')
             return

@@ -8,7 +8,8 @@ from emotion_msgs.msg import Emotion, EmotionArray, FaceArray
 from emotion_ros.core.affect import valence_arousal
 from emotion_ros.core.annotate import draw_faces
 from emotion_ros.core.emotion_model import EmotionModel, ModelLoadError, default_model_path
-from emotion_ros.core.face_crop import crop_face
+from emotion_ros.core.face_crop import MARGIN_FOR_BACKEND, crop_face
+from emotion_ros.core.face_detection import BACKENDS, DEFAULT_BACKEND
 from emotion_ros.core.image_encoding import ImageDecodeError
 from emotion_ros.core.param_spec import ParamSpec
 from emotion_ros.core.score_smoothing import ScoreSmoother
@@ -25,6 +26,8 @@ SPECS = (
               'shipped in the package', read_only=True),
     ParamSpec('fallback_to_default_model', False, 'when model_path cannot be loaded, log the reason and use '
               'the packaged model instead of refusing to start', read_only=True),
+    ParamSpec('face_detector_backend', DEFAULT_BACKEND, 'detector that made the face boxes (' + ', '.join(BACKENDS)
+              + '): selects the crop margin measured for its boxes (docs/face_crop.md)', choices=BACKENDS),
     ParamSpec('num_threads', 2, 'CPU threads for inference', min=1, max=64, read_only=True),
     ParamSpec('max_faces', 32, 'classify at most this many faces per frame (largest first); the rest are '
               'reported without an expression', min=1, max=1024),
@@ -125,7 +128,8 @@ class EmotionClassifierNode(ManagedNode):
         for i in chosen:
             roi = faces[i].roi
             try:
-                crops.append(crop_face(image, (roi.x_offset, roi.y_offset, roi.width, roi.height)))
+                crops.append(crop_face(image, (roi.x_offset, roi.y_offset, roi.width, roi.height),
+                                       margin=MARGIN_FOR_BACKEND[self.p['face_detector_backend']]))
                 valid.append(i)
             except ValueError as exc:
                 self._log.warning('bad_box', f'face {faces[i].id or i} skipped: {exc}')
