@@ -80,17 +80,25 @@ def _keras_labels(path: Path, data_classes) -> tuple:
         return tuple(data_classes), f'{path.name}: no labels file yet; assumed the training data order'
 
 
+def _weights_kind(path: Path) -> str:
+    from ai_edge_litert.interpreter import Interpreter
+    interp = Interpreter(model_path=str(path))
+    return 'int8' if any(t['dtype'] == np.int8 for t in interp.get_tensor_details()) else 'float32'
+
+
 def ours_litert(notes: list) -> list:
+    """Every model shipped in emotion_ros/models/, the default one first."""
     out = []
-    float_path = default_model_path()
-    for name, path in (('ours litert float', float_path),
-                       ('ours litert int8', float_path.with_name(float_path.stem + '_int8.tflite'))):
-        if not path.is_file():
-            notes.append(f'{name}: {path.relative_to(REPO)} absent, skipped')
-            continue
+    default = default_model_path()
+    paths = sorted(default.parent.glob('*.tflite'), key=lambda p: (p != default, p.name))
+    if not paths:
+        notes.append(f'no .tflite in {default.parent.relative_to(REPO)}: our LiteRT rows skipped')
+    for path in paths:
+        name = f'ours {path.stem}' + (' (default)' if path == default else '')
         model = EmotionModel(path, num_threads=THREADS)
-        out.append(Contender(name, model.predict, 48, model.labels, path.relative_to(REPO), 'LiteRT',
-                             name, 'EmotionModel.predict(uint8 N x 48 x 48)', tflite_mflops(path)))
+        out.append(Contender(name, model.predict, 48, model.labels, path.relative_to(REPO), 'LiteRT', name,
+                             f'EmotionModel.predict(uint8 N x 48 x 48), {_weights_kind(path)} weights',
+                             tflite_mflops(path)))
     return out
 
 

@@ -186,6 +186,8 @@ def run_live(group: ProcessGroup, env: dict, executor: str, name: str, warmup: f
         child.proc.wait(timeout=total + 30)
         result['runner_summary'] = parse_live_summary(child.output())
         result['runner_exit_code'] = child.proc.returncode
+        if not result['runner_summary'] or child.proc.returncode != 0:
+            result['runner_log_tail'] = child.output()[-3000:]
         result['processes'] = list(children)
         result['executor'] = 'MultiThreadedExecutor' if executor == 'multi' else 'SingleThreadedExecutor'
         return result
