@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import random
 import shutil
@@ -38,7 +37,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'bench'))
 
 from fer_peer import FER_LABELS, FER_VERSION, fetch, preprocess, resize_faces  # noqa: E402
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_results  # noqa: E402
 from model_flops import keras_mflops, tflite_mflops  # noqa: E402
 from stats import ratio, summarise_ms  # noqa: E402
 
@@ -313,12 +312,8 @@ def main(argv=None) -> int:
         report = {'machine': info, 'threads': THREADS, 'batches': list(BATCHES), 'rounds': args.rounds,
                   'baseline': BASELINE if base else None, 'fer_version': FER_VERSION,
                   'data': {'file': str(DATA.relative_to(REPO.parent)), 'split': 'val', 'n': int(len(images))},
-                  'notes': notes, 'contenders': results, 'wall_s': time.monotonic() - started,
-                  'generated_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + '\n')
-        print_table(report)
-        print(f'\nwritten {args.out}')
+                  'notes': notes, 'contenders': results, 'wall_s': time.monotonic() - started}
+        write_results(args.out, report, print_table)
         return 0
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

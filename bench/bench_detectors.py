@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import sys
 import time
@@ -40,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from emotion_ros.core.face_detection import BACKENDS, DEFAULT_BACKEND, create_detector  # noqa: E402
 from emotion_ros.core.face_tracking import FaceTracker, iou_matrix  # noqa: E402
+from machine import machine_info, write_results  # noqa: E402
 
 SHARED = REPO.parent / 'shared'
 FACEDET = SHARED / 'datasets' / 'facedet_small'
@@ -58,26 +58,6 @@ CONFIGS = {
     'blazeface:full': ('blazeface', {'model': 'full'}),
     'blazeface:short': ('blazeface', {'model': 'short'}),
 }
-
-
-def machine_info() -> dict:
-    model = ''
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                model = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        'cpu_model': model or platform.processor(),
-        'cores_online': os.cpu_count(),
-        'cores_usable': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(),
-        'load_average_at_start': os.getloadavg(),
-        'python': platform.python_version(),
-        'opencv': cv2.__version__,
-        'numpy': np.__version__,
-    }
 
 
 def read_video(path: Path) -> list:
@@ -222,6 +202,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     info = machine_info()
+    info.update(load_average_at_start=info['load_average'], opencv=cv2.__version__, numpy=np.__version__)
     facedet = load_facedet()
     if not facedet:
         print(f'note: {FACEDET} absent; recall/false positives skipped', file=sys.stderr)
@@ -254,12 +235,8 @@ def main(argv=None) -> int:
         entry['speed_640x480']['median_vs_default'] = entry['speed_640x480']['median_ms'] / default
 
     report = {'machine': info, 'default_backend': DEFAULT_BACKEND, 'backends': list(BACKENDS),
-              'speed_frames': len(frames), 'rounds': args.rounds, 'match_iou': MATCH_IOU, 'detectors': results,
-              'generated_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + '\n')
-    print_table(report)
-    print(f'\nwritten {args.out}')
+              'speed_frames': len(frames), 'rounds': args.rounds, 'match_iou': MATCH_IOU, 'detectors': results}
+    write_results(args.out, report, print_table)
     return 0
 
 

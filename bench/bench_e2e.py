@@ -21,7 +21,6 @@ Usage: .venv/bin/python bench/bench_e2e.py [--duration 20] [--warmup 3] [--only 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -35,7 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'bench'))
 
 from local_ros import VENV_BIN, ProcessGroup, isolate_this_process, ros_args  # noqa: E402
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_results  # noqa: E402
 from stats import ratio, summarise_ms  # noqa: E402
 
 FPS, WIDTH, HEIGHT = 30.0, 640, 480
@@ -262,12 +261,8 @@ def main(argv=None) -> int:
     report = {'machine': info, 'fps': FPS, 'size': [WIDTH, HEIGHT], 'warmup_s': args.warmup,
               'window_s': args.duration, 'ros_domain_id': int(env['ROS_DOMAIN_ID']),
               'goals': {'p95_ms': GOAL_P95_MS, 'total_cores_1_face': GOAL_TOTAL_CORES, 'every_frame': True},
-              'scenarios': results, 'errors': errors, 'wall_s': time.monotonic() - started,
-              'generated_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + '\n')
-    print_table(report)
-    print(f'\nwritten {args.out}')
+              'scenarios': results, 'errors': errors, 'wall_s': time.monotonic() - started}
+    write_results(args.out, report, print_table)
     return 1 if errors and not results else 0
 
 

@@ -54,23 +54,8 @@ def ros_args(params: Optional[Dict] = None, remaps: Optional[Dict] = None) -> Li
     return args
 
 
-def group_members(pgid: int) -> List[int]:
-    """Pids of the live (not zombie) processes in a process group."""
-    pids = []
-    for stat in glob.glob('/proc/[0-9]*/stat'):
-        try:
-            text = Path(stat).read_text()
-        except OSError:
-            continue
-        fields = text[text.rfind(')') + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != 'Z':
-            pids.append(int(stat.split('/')[2]))
-    return pids
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """user+system CPU seconds of every live process in a process group (all their threads)."""
-    total = 0
+def _group_stats(pgid: int):
+    """(pid, /proc/<pid>/stat fields after the command name) of each process in a process group."""
     for stat in glob.glob('/proc/[0-9]*/stat'):
         try:
             text = Path(stat).read_text()
@@ -78,8 +63,17 @@ def group_cpu_seconds(pgid: int) -> float:
             continue
         fields = text[text.rfind(')') + 2:].split()
         if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+            yield int(stat.split('/')[2]), fields
+
+
+def group_members(pgid: int) -> List[int]:
+    """Pids of the live (not zombie) processes in a process group."""
+    return [pid for pid, fields in _group_stats(pgid) if fields[0] != 'Z']
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """user+system CPU seconds of every live process in a process group (all their threads)."""
+    return sum(int(f[11]) + int(f[12]) for _, f in _group_stats(pgid)) / CLK_TCK
 
 
 class Child:

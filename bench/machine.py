@@ -1,6 +1,7 @@
 """The machine a benchmark ran on, recorded beside every figure (numbers only compare on the same box)."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -53,3 +54,12 @@ def machine_info() -> dict:
         'gpu': None,
         'utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
     }
+
+
+def write_results(out: Path, report: dict, print_table) -> None:
+    """Stamp, write `report` as JSON to `out`, and print its table: the common end of every benchmark."""
+    report['generated_utc'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + '\n')
+    print_table(report)
+    print(f'\nwritten {out}')
