@@ -15,6 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from emotion_ros.core.image_encoding import as_gray
+
 DEFAULT_MARGIN = 1.0
 MARGIN_FOR_BACKEND = {'yunet': 1.0, 'haar': 1.03, 'blazeface': 1.09}
 DEFAULT_SIZE = 48
@@ -34,22 +36,6 @@ def _box_xywh(box) -> tuple:
     return x, y, w, h
 
 
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """uint8 gray from uint8 gray (H,W) / (H,W,1) or BGR (H,W,3) / BGRA (H,W,4)."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f'image must be uint8, got {image.dtype}')
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        return image
-    if image.ndim == 3 and image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
-    raise ValueError(f'image must be (H,W) gray or (H,W,3) BGR, got shape {image.shape}')
-
-
 def crop_square(box, margin: float = DEFAULT_MARGIN) -> tuple:
     """Integer (x0, y0, side) of the square crop for a box, before clipping to the image."""
     x, y, w, h = _box_xywh(box)
@@ -64,7 +50,7 @@ def crop_face(image: np.ndarray, box, size: int = DEFAULT_SIZE, margin: float = 
     Raises ValueError for a non-uint8 or oddly shaped image, a degenerate box, or a box that does not
     overlap the image at all (there is no face to crop then).
     """
-    gray = to_gray(image)
+    gray = as_gray(image)
     if gray.size == 0:
         raise ValueError('empty image')
     ih, iw = gray.shape

@@ -28,6 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from emotion_ros.core.image_encoding import as_bgr
+
 BACKENDS = ('haar', 'yunet', 'blazeface')
 DEFAULT_BACKEND = 'blazeface'
 
@@ -57,22 +59,6 @@ def _float_option(name: str, value, low: float, high: float, low_open: bool = Fa
     return float(value)
 
 
-def _as_bgr(image: np.ndarray) -> np.ndarray:
-    """Contiguous uint8 BGR from gray (H,W) / (H,W,1), BGR (H,W,3) or BGRA (H,W,4)."""
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f'image must be uint8, got {image.dtype}')
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return np.ascontiguousarray(image)
-    raise ValueError(f'image must be gray (H,W) or BGR (H,W,3), got shape {image.shape}')
-
-
 class FaceDetector:
     """Base of all backends: input checks, downscaling, mapping back, score filter, clipping, sorting.
 
@@ -91,7 +77,7 @@ class FaceDetector:
         image = np.asarray(image)
         if image.size == 0:
             return []
-        bgr = _as_bgr(image)
+        bgr = as_bgr(image)
         height, width = bgr.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
         if scale < 1.0:

@@ -4,6 +4,7 @@ Used where ROS 2's cv_bridge is absent. Every failure raises ImageDecodeError wi
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 # encoding -> (channels, dtype, conversion to BGR)
@@ -55,3 +56,33 @@ def bgr8_bytes(image: np.ndarray) -> tuple:
     image = np.ascontiguousarray(image)
     h, w = image.shape[:2]
     return h, w, w * 3, image.tobytes()
+
+
+def as_bgr(image: np.ndarray) -> np.ndarray:
+    """Contiguous uint8 BGR from gray (H,W) / (H,W,1), BGR (H,W,3) or BGRA (H,W,4)."""
+    image = _uint8_pixels(image)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(image)
+
+
+def as_gray(image: np.ndarray) -> np.ndarray:
+    """uint8 gray from gray (H,W) / (H,W,1), BGR (H,W,3) or BGRA (H,W,4)."""
+    image = _uint8_pixels(image)
+    if image.ndim == 2:
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+
+
+def _uint8_pixels(image: np.ndarray) -> np.ndarray:
+    """The image as (H,W) or (H,W,3|4) uint8; ValueError naming the dtype or shape otherwise."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f'image must be uint8, got {image.dtype}')
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4)):
+        return image
+    raise ValueError(f'image must be gray (H,W) or BGR (H,W,3) / BGRA (H,W,4), got shape {image.shape}')

@@ -6,7 +6,7 @@ from typing import Sequence
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 
-from emotion_ros.core.param_spec import ParameterError, ParamSpec
+from emotion_ros.core.param_spec import ParameterError, ParamSpec, validate_all
 
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -31,19 +31,16 @@ def declare_params(node: Node, specs: Sequence[ParamSpec]) -> dict:
     with the reason, leaving the old value in place.
     """
     by_name = {s.name: s for s in specs}
-    values, reasons = {}, []
+    declared, reasons = {}, []
     for spec in specs:
         try:
-            param = node.declare_parameter(spec.name, spec.default, _descriptor(spec))
-            value = param.value
+            declared[spec.name] = node.declare_parameter(spec.name, spec.default, _descriptor(spec)).value
         except Exception as exc:  # rclpy raises several types for type/range violations of overrides
             reasons.append(f'{spec.name}: {exc}')
-            continue
-        reason = spec.reason_invalid(value)
-        if reason:
-            reasons.append(reason)
-        else:
-            values[spec.name] = spec.coerce(value)
+    try:
+        values = validate_all([by_name[n] for n in declared], declared)
+    except ParameterError as exc:
+        reasons.append(str(exc))
     if reasons:
         raise ParameterError('invalid parameters: ' + '; '.join(reasons))
 
