@@ -191,6 +191,32 @@ def test_export_agrees_with_keras(trained, tmp_path):
 
 
 @pytest.mark.slow
+def test_export_of_several_models_is_their_average(trained, tmp_path, capsys):
+    import keras
+    from emotion_ros.core.emotion_model import EmotionModel
+    from emotion_ros.training.models import build_emonet
+    data, run = trained
+    other = tmp_path / 'other.keras'
+    keras.utils.set_random_seed(11)
+    build_emonet(len(CLASSES), width=8).save(other)
+    (tmp_path / 'other.labels.txt').write_text('\n'.join(CLASSES) + '\n')
+    out = tmp_path / 'ens'
+    assert main(['export', '--model', str(run / 'best.keras'), '--model', str(other), '--out-dir', str(out),
+                 '--name', 'ens', '--no-int8']) == 0
+    images = load_npz(data).images[:64]
+    x = images[..., None].astype(np.float32)
+    a, b = (keras.models.load_model(p).predict(x, verbose=0) for p in (run / 'best.keras', other))
+    got = EmotionModel(out / 'ens.tflite', num_threads=1).predict(images)
+    np.testing.assert_allclose(got, (a + b) / 2, atol=1e-4)
+    assert np.abs(got - a).max() > 1e-2 and np.abs(got - b).max() > 1e-2
+    (tmp_path / 'other.labels.txt').write_text('\n'.join(reversed(CLASSES)) + '\n')
+    capsys.readouterr()
+    assert main(['export', '--model', str(run / 'best.keras'), '--model', str(other), '--out-dir', str(out),
+                 '--name', 'bad', '--no-int8']) == 2
+    assert 'members must agree' in capsys.readouterr().err and not (out / 'bad.tflite').exists()
+
+
+@pytest.mark.slow
 def test_evaluate_json_and_synonyms(trained, tmp_path, capsys):
     data, run = trained
     main(['export', '--model', str(run / 'best.keras'), '--out-dir', str(tmp_path), '--name', 'm', '--no-int8'])

@@ -63,6 +63,25 @@ def with_flip_tta(model):
     return keras.Model(inputs, MirrorAverage(model, name='mirror_average')(inputs), name=f'{model.name}_tta')
 
 
+def averaged(models, name: str = 'ensemble'):
+    """One graph that averages the members' class probabilities: independently trained networks make
+    partly different mistakes, so their mean is more accurate than any member, at the sum of their costs."""
+    import keras
+
+    class Average(keras.layers.Layer):
+        def __init__(self, members, **kw):
+            super().__init__(**kw)
+            self.members = list(members)
+
+        def call(self, x):
+            return keras.ops.mean(keras.ops.stack([m(x) for m in self.members], axis=0), axis=0)
+
+    if len(models) == 1:
+        return models[0]
+    inputs = keras.Input(models[0].input_shape[1:], name='face')
+    return keras.Model(inputs, Average(models, name='member_average')(inputs), name=name)
+
+
 def convert(model, int8: bool, representative: np.ndarray | None = None) -> bytes:
     import tensorflow as tf
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -91,13 +110,32 @@ def agreement(keras_model, tflite_path, images: np.ndarray) -> dict:
             'mean_abs_prob_diff': float(np.abs(ref - got).mean())}
 
 
+def load_members(model_paths) -> tuple:
+    """Load one or more .keras models that must agree on labels and input shape."""
+    import keras
+    paths = [Path(p) for p in ([model_paths] if isinstance(model_paths, (str, Path)) else model_paths)]
+    if not paths:
+        raise ValueError('no --model given')
+    models, labels = [], None
+    for path in paths:
+        model = keras.models.load_model(path)
+        these = keras_labels(path, model)
+        if labels is not None and these != labels:
+            raise ValueError(f'{path} has labels {these}, but {paths[0]} has {labels}: members must agree')
+        if models and model.input_shape != models[0].input_shape:
+            raise ValueError(f'{path} takes {model.input_shape}, but {paths[0]} takes {models[0].input_shape}')
+        models.append(model)
+        labels = these
+    return models, labels, paths
+
+
 def export(model_path, out_dir, name: str = 'emotion', data=None, int8: bool = True, float32: bool = True,
            sample: int = 500, representative: int = 500, seed: int = 0, tta_flip: bool = False) -> dict:
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    import keras
-    model_path, out_dir = Path(model_path), Path(out_dir)
-    model = keras.models.load_model(model_path)
-    labels = keras_labels(model_path, model)
+    out_dir = Path(out_dir)
+    members, labels, paths = load_members(model_path)
+    model_path = paths[0] if len(paths) == 1 else [str(p) for p in paths]
+    model = averaged(members, name=f'{name}_ensemble')
     if tta_flip:
         model = with_flip_tta(model)
     n_out = int(model.output_shape[-1])
@@ -106,7 +144,8 @@ def export(model_path, out_dir, name: str = 'emotion', data=None, int8: bool = T
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = _sample(data, representative, 'train', seed) if data else None
     check = _sample(data, sample, 'val', seed + 1) if data else None
-    report = {'model': str(model_path), 'labels': labels, 'tta_flip': tta_flip, 'outputs': {}}
+    report = {'model': model_path if isinstance(model_path, list) else str(model_path), 'labels': labels,
+              'tta_flip': tta_flip, 'outputs': {}}
     variants = ([(name, False)] if float32 else []) + ([(f'{name}_int8', True)] if int8 else [])
     for stem, quant in variants:
         path = out_dir / f'{stem}.tflite'
@@ -140,7 +179,9 @@ def run_export(args) -> int:
 
 
 def add_arguments(p):
-    p.add_argument('--model', required=True, help='.keras model (labels file beside it or the run\'s metrics.json)')
+    p.add_argument('--model', required=True, action='append',
+                   help='.keras model (labels file beside it or the run\'s metrics.json); give it more than once '
+                        'to export the average of several models (an ensemble) as one graph')
     p.add_argument('--out-dir', required=True)
     p.add_argument('--name', default='emotion', help='file stem: NAME.tflite, NAME_int8.tflite (+ .labels.txt)')
     p.add_argument('--data', help='npz: train rows calibrate int8, val rows check agreement')

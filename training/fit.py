@@ -153,7 +153,7 @@ def run_fit(args) -> dict:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     full = D.load_npz(args.data)
-    train, hold, val, split_info = D.honest_splits(full, args.holdout, args.seed)
+    train, hold, val, split_info = D.honest_splits(full, args.holdout, args.seed if args.split_seed is None else args.split_seed)
     train = _limit(train, args.limit_train, args.seed)
     val = _limit(val, args.limit_val, args.seed)
     hold = _limit(hold, args.limit_val, args.seed)
@@ -232,5 +232,8 @@ def add_arguments(p):
     p.add_argument('--limit-train', type=int, default=0, help='train on a random subset of this size (smoke tests)')
     p.add_argument('--limit-val', type=int, default=0, help='select on a random subset of val of this size')
     p.add_argument('--seed', type=int, default=1)
+    p.add_argument('--split-seed', type=int, default=None,
+                   help='seed of the holdout split (default: --seed); keep it fixed across ensemble members so the '
+                        'holdout stays unseen by all of them')
     p.add_argument('--threads', type=int, default=0, help='TensorFlow threads (0 = all cores)')
     p.add_argument('--resume', action='store_true', help='continue from run-dir/checkpoints')
