@@ -238,3 +238,8 @@ def test_evaluate_json_and_synonyms(trained, tmp_path, capsys):
     keras_result = json.loads(capsys.readouterr().out)
     assert keras_rc == 0 and keras_result['accuracy'] == pytest.approx(result['accuracy'], abs=0.02)
     assert main(['evaluate', '--data', str(tmp_path / 'missing.npz'), '--json']) == 2
+    fit_holdout = json.loads((run / 'metrics.json').read_text())['holdout']
+    assert main(['evaluate', '--data', str(data), '--model', str(run / 'best.keras'), '--split', 'holdout',
+                 '--holdout-seed', '3', '--json']) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again['n'] == fit_holdout['n'] and again['confusion'] == fit_holdout['confusion']

@@ -28,13 +28,16 @@ def load_predictor(model_path):
     return list(model.labels), model.predict
 
 
-def evaluate(data_path, model_path=None, split: str | None = None, limit: int = 0) -> dict:
+def evaluate(data_path, model_path=None, split: str | None = None, limit: int = 0,
+             holdout: float = 0.05, holdout_seed: int = 1) -> dict:
     from emotion_ros.core.emotion_model import default_model_path
 
-    from .data import load_npz
+    from .data import honest_splits, load_npz
     model_path = Path(model_path) if model_path else default_model_path()
     ds = load_npz(data_path)
-    if split:
+    if split == 'holdout' and ds.split is not None and not (ds.split == 'holdout').any():
+        ds = honest_splits(ds, holdout, holdout_seed)[1]
+    elif split:
         if ds.split is None:
             raise ValueError(f'{data_path} has no split array; drop --split')
         ds = ds.subset(ds.split == split)
@@ -62,7 +65,7 @@ def evaluate(data_path, model_path=None, split: str | None = None, limit: int = 
 
 def run_evaluate(args) -> int:
     try:
-        result = evaluate(args.data, args.model, args.split, args.limit)
+        result = evaluate(args.data, args.model, args.split, args.limit, args.holdout, args.holdout_seed)
     except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback for bad inputs
         print(f'emotion-train evaluate: {exc.__class__.__name__}: {exc}', file=sys.stderr)
         return 2
@@ -81,6 +84,9 @@ def run_evaluate(args) -> int:
 def add_arguments(p):
     p.add_argument('--data', required=True, help='npz in the shared format')
     p.add_argument('--model', help='.tflite (labels file beside it) or .keras; default: the shipped model')
-    p.add_argument('--split', help='only rows whose split equals this (e.g. val)')
+    p.add_argument('--split', help='only rows whose split equals this (e.g. val); `holdout` = the slice of train '
+                                   'that `emotion-train fit --holdout F --split-seed S` kept out of training')
+    p.add_argument('--holdout', type=float, default=0.05, help='with --split holdout: the fit\'s --holdout')
+    p.add_argument('--holdout-seed', type=int, default=1, help='with --split holdout: the fit\'s split seed')
     p.add_argument('--limit', type=int, default=0, help='only the first N rows (after --split)')
     p.add_argument('--json', action='store_true', help='print one JSON object')

@@ -153,7 +153,8 @@ def run_fit(args) -> dict:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     full = D.load_npz(args.data)
-    train, hold, val, split_info = D.honest_splits(full, args.holdout, args.seed if args.split_seed is None else args.split_seed)
+    split_seed = args.seed if args.split_seed is None else args.split_seed
+    train, hold, val, split_info = D.honest_splits(full, args.holdout, split_seed)
     train = _limit(train, args.limit_train, args.seed)
     val = _limit(val, args.limit_val, args.seed)
     hold = _limit(hold, args.limit_val, args.seed)
