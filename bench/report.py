@@ -20,6 +20,7 @@ GOAL_P95_MS = 40.0
 GOAL_CORES = 1.0
 PEER_QUANT_MS, PEER_QUANT_ACC, PEER_KERAS_MS = 0.3, 0.65, 30.0
 OURS_MAIN = 'ours emotion (default)'
+OPT_IN_ACCURACY = 'emotion_accurate'
 PEER = 'fer tflite (as fer)'
 
 
@@ -71,11 +72,12 @@ def goals_section(cls: dict, e2e: dict) -> list:
     for name in ours:
         e = c[name]
         lat = e['latency_1_face']['p50_ms']
+        opt_in = OPT_IN_ACCURACY in name
         rows.append((f'classifier ≤ {GOAL_MS_PER_FACE} ms / face, 1 face, 2 threads', name, f'{lat:.3f} ms',
-                     _verdict(lat <= GOAL_MS_PER_FACE, f'{lat / GOAL_MS_PER_FACE:.1f}× the goal')))
+                     _verdict(lat <= GOAL_MS_PER_FACE, f'{lat / GOAL_MS_PER_FACE:.1f}× the goal', opt_in)))
         best = max(e[f'batch_{b}']['faces_per_s'] for b in cls['batches'])
         rows.append((f'≥ {GOAL_FACES_PER_S:,.0f} faces/s batched', name, f'{best:,.0f} faces/s (best batch)',
-                     _verdict(best >= GOAL_FACES_PER_S, f'{GOAL_FACES_PER_S / best:.1f}× short')))
+                     _verdict(best >= GOAL_FACES_PER_S, f'{GOAL_FACES_PER_S / best:.1f}× short', opt_in)))
         acc = e['accuracy_val']['accuracy']
         rows.append(('accuracy beside the peer', name, f'{acc:.1%} on val',
                      f"{(acc - c[PEER]['accuracy_val']['accuracy']) * 100:+.1f} points vs fer "
@@ -106,7 +108,9 @@ def goals_section(cls: dict, e2e: dict) -> list:
     return lines + ['']
 
 
-def _verdict(ok: bool, miss: str) -> str:
+def _verdict(ok: bool, miss: str, opt_in: bool = False) -> str:
+    if not ok and opt_in:
+        return f'not held to it ({miss}): opt-in model that trades speed for accuracy'
     return 'met' if ok else f'**missed**: {miss}'
 
 

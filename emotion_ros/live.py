@@ -72,7 +72,8 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument('--params', default=None, help='ROS parameter file (default: the package\'s config/params.yaml)')
     ap.add_argument('--source', help='camera source: webcam index, video file, image folder, URL, or "demo"')
     ap.add_argument('--detector', help='face detector backend (overrides the parameter file)')
-    ap.add_argument('--model', help='emotion model .tflite (overrides the parameter file; default: the shipped model)')
+    ap.add_argument('--model', help='emotion model: a .tflite path or a shipped name (emotion, emotion_accurate, '
+                                    'emotion_fast); overrides the parameter file; default: emotion')
     ap.add_argument('--fps', type=float, help='camera publish rate (overrides the parameter file)')
     ap.add_argument('--loop', action='store_true', help='loop a file source')
     ap.add_argument('--duration', type=float, default=0.0, help='stop after this many seconds (0 = until the '

@@ -72,6 +72,19 @@ def test_bad_model_falls_back_to_packaged_model_when_configured(bad_models, ros_
     assert code in (0, -2), proc.output
 
 
+def test_shipped_model_chosen_by_name(ros_env, tmp_path):
+    accurate = default_model_path().with_name('emotion_accurate.tflite')
+    proc = NodeProcess('emotion_classifier_node', ros_args({'model_path': 'emotion_accurate'}), ros_env, tmp_path)
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end and f'model {accurate}' not in proc.output:
+            assert proc.proc.poll() is None, proc.output
+            time.sleep(0.2)
+    finally:
+        code = proc.stop()
+    assert f'model {accurate}' in proc.output and code in (0, -2), proc.output
+
+
 @pytest.mark.parametrize('script,params,needle', [
     ('face_detector_node', {'backend': 'dlib'}, "backend: 'dlib' is not one of"),
     ('face_detector_node', {'min_score': 1.5}, 'min_score'),

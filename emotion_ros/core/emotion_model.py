@@ -26,6 +26,20 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parent.parent / 'models' / DEFAULT_MODEL_NAME
 
 
+def shipped_models() -> list:
+    """Names of the models shipped in the package (`emotion`, `emotion_accurate`, `emotion_fast`)."""
+    return sorted(p.stem for p in default_model_path().parent.glob('*.tflite'))
+
+
+def resolve_model_path(value: str) -> Path:
+    """'' = the default model; a bare shipped-model name (`emotion_accurate`) = that file; else a path."""
+    if not value:
+        return default_model_path()
+    if '/' not in value and not value.endswith('.tflite') and value in shipped_models():
+        return default_model_path().parent / f'{value}.tflite'
+    return Path(value).expanduser()
+
+
 def labels_path_for(model_path) -> Path:
     model_path = Path(model_path)
     own = model_path.with_name(model_path.stem + '.labels.txt')

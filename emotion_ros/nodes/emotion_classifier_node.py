@@ -7,7 +7,7 @@ from sensor_msgs.msg import Image
 from emotion_msgs.msg import Emotion, EmotionArray, FaceArray
 from emotion_ros.core.affect import valence_arousal
 from emotion_ros.core.annotate import draw_faces
-from emotion_ros.core.emotion_model import EmotionModel, ModelLoadError, default_model_path
+from emotion_ros.core.emotion_model import EmotionModel, ModelLoadError, default_model_path, resolve_model_path
 from emotion_ros.core.face_crop import MARGIN_FOR_BACKEND, crop_face
 from emotion_ros.core.face_detection import BACKENDS, DEFAULT_BACKEND
 from emotion_ros.core.image_encoding import ImageDecodeError
@@ -22,8 +22,9 @@ from emotion_ros.nodes.ros_image import bgr_to_image, image_to_bgr
 from emotion_ros.nodes.throttled_log import ThrottledLog
 
 SPECS = (
-    ParamSpec('model_path', '', 'TFLite emotion model (.tflite, labels file beside it); empty = the model '
-              'shipped in the package', read_only=True),
+    ParamSpec('model_path', '', 'TFLite emotion model (.tflite, labels file beside it), or the name of a '
+              'shipped one (emotion, emotion_accurate, emotion_fast); empty = the default shipped model',
+              read_only=True),
     ParamSpec('fallback_to_default_model', False, 'when model_path cannot be loaded, log the reason and use '
               'the packaged model instead of refusing to start', read_only=True),
     ParamSpec('face_detector_backend', DEFAULT_BACKEND, 'detector that made the face boxes (' + ', '.join(BACKENDS)
@@ -59,7 +60,7 @@ class EmotionClassifierNode(ManagedNode):
         self._log = ThrottledLog(self.get_logger(), period_s=5.0, on_warning=self.diag.error)
 
     def _load_model(self) -> str:
-        path = self.p['model_path'] or str(default_model_path())
+        path = str(resolve_model_path(self.p['model_path']))
         try:
             self.model = EmotionModel(path, num_threads=self.p['num_threads'])
             return path
