@@ -58,31 +58,31 @@ def test_bad_model_refuses_once_with_reason(bad_models, ros_env, tmp_path, name,
     assert 'Traceback' not in out
 
 
-def test_bad_model_falls_back_to_packaged_model_when_configured(bad_models, ros_env, tmp_path):
-    proc = NodeProcess('emotion_classifier_node', ros_args({'model_path': str(bad_models / 'corrupt.tflite'),
-                                                            'fallback_to_default_model': True}), ros_env, tmp_path)
+def _classifier_output_once_loaded(params, ros_env, tmp_path, needle) -> str:
+    """Start the classifier, wait (while it lives) until its log shows `needle`, stop it cleanly."""
+    proc = NodeProcess('emotion_classifier_node', ros_args(params), ros_env, tmp_path)
     try:
         end = time.monotonic() + 60
-        while time.monotonic() < end and f'model {default_model_path()}' not in proc.output:
+        while time.monotonic() < end and needle not in proc.output:
             assert proc.proc.poll() is None, proc.output
             time.sleep(0.2)
     finally:
         code = proc.stop()
-    assert 'falling back to the packaged model' in proc.output and f'model {default_model_path()}' in proc.output
-    assert code in (0, -2), proc.output
+    assert needle in proc.output and code in (0, -2), proc.output
+    return proc.output
+
+
+def test_bad_model_falls_back_to_packaged_model_when_configured(bad_models, ros_env, tmp_path):
+    out = _classifier_output_once_loaded({'model_path': str(bad_models / 'corrupt.tflite'),
+                                          'fallback_to_default_model': True}, ros_env, tmp_path,
+                                         f'model {default_model_path()}')
+    assert 'falling back to the packaged model' in out
 
 
 def test_shipped_model_chosen_by_name(ros_env, tmp_path):
     accurate = default_model_path().with_name('emotion_accurate.tflite')
-    proc = NodeProcess('emotion_classifier_node', ros_args({'model_path': 'emotion_accurate'}), ros_env, tmp_path)
-    try:
-        end = time.monotonic() + 60
-        while time.monotonic() < end and f'model {accurate}' not in proc.output:
-            assert proc.proc.poll() is None, proc.output
-            time.sleep(0.2)
-    finally:
-        code = proc.stop()
-    assert f'model {accurate}' in proc.output and code in (0, -2), proc.output
+    out = _classifier_output_once_loaded({'model_path': 'emotion_accurate'}, ros_env, tmp_path, f'model {accurate}')
+    assert 'falling back' not in out
 
 
 @pytest.mark.parametrize('script,params,needle', [
