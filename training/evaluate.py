@@ -21,7 +21,7 @@ def load_predictor(model_path):
 
         from .export import keras_labels
         model = keras.models.load_model(model_path)
-        labels = keras_labels(model_path, model)
+        labels = keras_labels(model_path)
         return labels, lambda x: model.predict(x[..., None].astype(np.float32), batch_size=256, verbose=0)
     from emotion_ros.core.emotion_model import EmotionModel
     model = EmotionModel(model_path, num_threads=2)

@@ -16,7 +16,7 @@ FLOAT_MIN_AGREEMENT = 0.99
 INT8_MIN_AGREEMENT = 0.95
 
 
-def keras_labels(model_path, model=None) -> list:
+def keras_labels(model_path) -> list:
     """Labels of a .keras model: `<stem>.labels.txt` or `labels.txt` beside it, else the run's metrics.json."""
     model_path = Path(model_path)
     for cand in (model_path.with_name(model_path.stem + '.labels.txt'), model_path.with_name('labels.txt')):
@@ -119,7 +119,7 @@ def load_members(model_paths) -> tuple:
     models, labels = [], None
     for path in paths:
         model = keras.models.load_model(path)
-        these = keras_labels(path, model)
+        these = keras_labels(path)
         if labels is not None and these != labels:
             raise ValueError(f'{path} has labels {these}, but {paths[0]} has {labels}: members must agree')
         if models and model.input_shape != models[0].input_shape:
@@ -134,18 +134,17 @@ def export(model_path, out_dir, name: str = 'emotion', data=None, int8: bool = T
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     out_dir = Path(out_dir)
     members, labels, paths = load_members(model_path)
-    model_path = paths[0] if len(paths) == 1 else [str(p) for p in paths]
+    source = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
     model = averaged(members, name=f'{name}_ensemble')
     if tta_flip:
         model = with_flip_tta(model)
     n_out = int(model.output_shape[-1])
     if n_out != len(labels):
-        raise ValueError(f'{model_path} outputs {n_out} classes but its labels file lists {len(labels)}')
+        raise ValueError(f'{source} outputs {n_out} classes but its labels file lists {len(labels)}')
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = _sample(data, representative, 'train', seed) if data else None
     check = _sample(data, sample, 'val', seed + 1) if data else None
-    report = {'model': model_path if isinstance(model_path, list) else str(model_path), 'labels': labels,
-              'tta_flip': tta_flip, 'outputs': {}}
+    report = {'model': source, 'labels': labels, 'tta_flip': tta_flip, 'outputs': {}}
     variants = ([(name, False)] if float32 else []) + ([(f'{name}_int8', True)] if int8 else [])
     for stem, quant in variants:
         path = out_dir / f'{stem}.tflite'

@@ -35,7 +35,7 @@ def resolve_model_path(value: str) -> Path:
     """'' = the default model; a bare shipped-model name (`emotion_accurate`) = that file; else a path."""
     if not value:
         return default_model_path()
-    if '/' not in value and not value.endswith('.tflite') and value in shipped_models():
+    if value in shipped_models():
         return default_model_path().parent / f'{value}.tflite'
     return Path(value).expanduser()
 
