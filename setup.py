@@ -11,6 +11,8 @@ CONSOLE_SCRIPTS = [
     'emotion_classifier_node = emotion_ros.nodes.emotion_classifier_node:main',
     'hue_actuator_node = emotion_ros.nodes.hue_actuator_node:main',
     'dataset_recorder_node = emotion_ros.nodes.dataset_recorder_node:main',
+    'hri_publisher_node = emotion_ros.nodes.hri_publisher_node:main',
+    'emotion_viewer = emotion_ros.nodes.viewer_node:main',
     'emotion_live = emotion_ros.live:main',
     'emotion-live = emotion_ros.live:main',
     'emotion-train = emotion_ros.training.cli:main',
@@ -22,7 +24,7 @@ setup(
     version='0.1.0',
     packages=find_packages(include=[PACKAGE, PACKAGE + '.*']) + [PACKAGE + '.training'],
     package_dir={PACKAGE + '.training': 'training'},
-    package_data={PACKAGE: ['models/*']},
+    package_data={PACKAGE: ['models/*', 'web/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

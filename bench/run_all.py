@@ -2,8 +2,10 @@
 
 Each benchmark runs as its own process (TensorFlow's thread pools and rclpy's context do not leak from
 one into the next), in sequence so none competes with another for the two cores. Results go to
-bench/results/*.json (stale ones are removed first, so the page only shows figures from this run);
-a benchmark that fails is reported and the others still run.
+bench/results/<cpu kind>/*.json (machine.cpu_kind(), e.g. `epyc-vnni-2c`, `xeon-amx-2c`: a run on one CPU
+kind never overwrites another's; stale files of this kind are removed first, so its page only shows figures
+from this run); a benchmark that fails is reported and the others still run. docs/benchmarks.md then shows
+every kind side by side, docs/benchmarks/<kind>.md each kind in full.
 
 Usage: .venv/bin/python bench/run_all.py [--quick] [--keras PATH] [--only classifier detectors e2e]
 """
@@ -22,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / 'bench'
 RESULTS = BENCH / 'results'
 DOC = REPO / 'docs' / 'benchmarks.md'
-STEPS = ('detectors', 'classifier', 'e2e')
+STEPS = ('detectors', 'classifier', 'e2e', 'link')
 BUDGET_S = 15 * 60
 
 
@@ -38,8 +40,10 @@ def commands(args, results: Path) -> dict:
         'detectors': ([py, str(BENCH / 'bench_detectors.py'), '--rounds', '1' if quick else '5',
                        '--out', str(results / 'detectors.json')], 300),
         'classifier': (classifier + ['--out', str(results / 'classifier.json')], 360),
+        'link': ([py, str(BENCH / 'bench_link.py'), '--seconds', '3' if quick else '10',
+                  '--out', str(results / 'link.json')], 300),
         'e2e': ([py, str(BENCH / 'bench_e2e.py'), '--duration', '4' if quick else '20',
-                 '--warmup', '2' if quick else '3', '--out', str(results / 'e2e.json')], 420),
+                 '--warmup', '2' if quick else '3', '--out', str(results / 'e2e.json')], 900),
     }
 
 
@@ -48,11 +52,14 @@ def main(argv=None) -> int:
     parser.add_argument('--quick', action='store_true', help='smoke run: few rounds, short windows')
     parser.add_argument('--keras', type=Path, help='our .keras model for the Keras rows (bench_classifier default)')
     parser.add_argument('--only', nargs='*', choices=STEPS, help='run these benchmarks only (others keep old results)')
-    parser.add_argument('--results', type=Path, default=RESULTS, help=f'results folder (default {RESULTS})')
-    parser.add_argument('--doc', type=Path, default=DOC, help=f'generated page (default {DOC})')
+    parser.add_argument('--results', type=Path, help=f'results folder (default {RESULTS}/<cpu kind>)')
+    parser.add_argument('--doc', type=Path, default=DOC, help=f'generated index page (default {DOC})')
     args = parser.parse_args(argv)
     started = time.monotonic()
-    results = args.results
+    sys.path.insert(0, str(BENCH))
+    from machine import cpu_kind
+    results = args.results or RESULTS / cpu_kind()
+    print(f'results for this CPU kind go to {results}', flush=True)
     results.mkdir(parents=True, exist_ok=True)
     steps = args.only or list(STEPS)
     for name in steps:
@@ -78,8 +85,9 @@ def main(argv=None) -> int:
         'wall_s': wall, 'steps_wall_s': walls, 'failures': failures, 'quick': args.quick,
         'commit': _git_head(), 'models': _model_hashes(),
         'budget_s': BUDGET_S, 'generated_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, indent=1) + '\n')
-    subprocess.run([sys.executable, str(BENCH / 'report.py'), '--results', str(results), '--out', str(args.doc)],
-                   cwd=REPO, check=False)
+    report_args = ['--results', str(results.parent), '--out', str(args.doc)] if args.results is None else \
+        ['--results', str(results), '--out', str(args.doc)]
+    subprocess.run([sys.executable, str(BENCH / 'report.py'), *report_args], cwd=REPO, check=False)
     print_summary(results, wall, walls, failures)
     return 1 if failures else 0
 
@@ -101,14 +109,13 @@ def _model_hashes() -> dict:
 
 
 def print_summary(results: Path, wall: float, walls: dict, failures: dict) -> None:
-    sys.path.insert(0, str(BENCH))
     import report
     text = report.build(results)
     keep, on = [], False
     for line in text.splitlines():
         if line.startswith('## '):
             on = line in ('## Goals', '## Classifier', '## End to end (real graph over shared-memory DDS)',
-                          '## Face detectors')
+                          '## Face detectors', '## Across a UDP link (camera and perception on two hosts)')
         if on and (line.startswith('|') or line.startswith('## ')):
             keep.append(line)
     print('\n' + '\n'.join(keep))

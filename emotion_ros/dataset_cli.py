@@ -29,7 +29,7 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
                      help='give up waiting for the answer after this long (default: scaled to the burst)')
     cap.add_argument('-v', '--verbose', action='store_true', help='print every saved file')
     counts = sub.add_parser('counts', help='images per label, as the recorder publishes them')
-    counts.add_argument('--json', action='store_true', help='print the published JSON as is')
+    counts.add_argument('--json', action='store_true', help='print the published counts as JSON')
     counts.add_argument('--timeout', type=float, default=10.0, help='seconds to wait for the recorder')
     for p in (cap, counts):
         p.add_argument('--node', default=DEFAULT_NODE, help=f'recorder node name (default {DEFAULT_NODE})')
@@ -71,25 +71,27 @@ def _capture(node, args) -> int:
 
 def _counts(node, args) -> int:
     import rclpy
-    from std_msgs.msg import String
 
+    from emotion_msgs.msg import DatasetCounts
     from emotion_ros.nodes.qos import latched_qos
     topic = f'{args.node.rstrip("/")}/counts'
     got = []
-    node.create_subscription(String, topic, got.append, latched_qos())
+    node.create_subscription(DatasetCounts, topic, got.append, latched_qos())
     end = time.monotonic() + args.timeout
     while not got and time.monotonic() < end:
         rclpy.spin_once(node, timeout_sec=0.1)
     if not got:
         return _fail(2, f'nothing on {topic} within {args.timeout:g} s (is dataset_recorder_node running?)')
+    msg = got[-1]
+    counts = dict(zip(msg.labels, (int(n) for n in msg.counts)))
     if args.json:
-        print(got[-1].data)
+        print(json.dumps({'dataset': msg.dataset, 'labels': list(msg.labels), 'counts': counts,
+                          'total': int(msg.total), 'target_per_label': int(msg.target_per_label)}))
         return 0
-    state = json.loads(got[-1].data)
-    target = state.get('target_per_label') or 0
-    width = max([len(k) for k in state['counts']] + [5])
-    print(f'{state["dataset"]}: {state["total"]} images')
-    for label, n in state['counts'].items():
+    target = int(msg.target_per_label)
+    width = max([len(k) for k in counts] + [5])
+    print(f'{msg.dataset}: {msg.total} images')
+    for label, n in counts.items():
         print(f'  {label:<{width}} {n:6d}' + (f' / {target}' if target else ''))
     return 0
 

@@ -17,18 +17,25 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from emotion_msgs.msg import EmotionArray, FaceArray
+from emotion_msgs.msg import EmotionArray
 from emotion_ros.config_files import config_file
+from emotion_ros.core.cpu_threads import limit_native_threads
+from emotion_ros.core.frame_memory import keep_frame_buffers
 from emotion_ros.core.param_spec import ParameterError
-from emotion_ros.nodes.node_main import StartupError
+from emotion_ros.nodes.node_main import StartupError, ignore_further_interrupts, interrupts_end_the_spin
 from emotion_ros.nodes.qos import results_qos
 
 
 class LiveSummary(Node):
     """Counts what the graph produced and the latency from image stamp to `emotions` received."""
 
-    def __init__(self, **node_kwargs):
+    def __init__(self, gif=None, **node_kwargs):
         super().__init__('live_summary', **node_kwargs)
+        self.gif = gif
+        if gif is not None:
+            from sensor_msgs.msg import Image
+            from emotion_ros.nodes.qos import latest_frame_qos
+            self.create_subscription(Image, 'image_annotated', self._on_annotated, latest_frame_qos())
         self.latencies_ms: List[float] = []
         self.labels: Counter = Counter()
         self.faces = 0
@@ -36,7 +43,6 @@ class LiveSummary(Node):
         self.face_msgs = 0
         self.last_message = time.monotonic()
         self.create_subscription(EmotionArray, 'emotions', self._on_emotions, results_qos(100))
-        self.create_subscription(FaceArray, 'faces', self._on_faces, results_qos(100))
 
     def _on_emotions(self, msg: EmotionArray) -> None:
         now = self.get_clock().now().nanoseconds
@@ -47,9 +53,9 @@ class LiveSummary(Node):
         self.labels.update(e.expression for e in msg.emotions)
         self.last_message = time.monotonic()
 
-    def _on_faces(self, msg: FaceArray) -> None:
-        self.face_msgs += 1
-        self.last_message = time.monotonic()
+    def _on_annotated(self, msg) -> None:
+        from emotion_ros.nodes.ros_image import image_to_bgr
+        self.gif.add(image_to_bgr(msg), msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
 
     def report(self, frames_published: int, wall_s: float) -> str:
         import numpy as np
@@ -78,11 +84,18 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument('--loop', action='store_true', help='loop a file source')
     ap.add_argument('--duration', type=float, default=0.0, help='stop after this many seconds (0 = until the '
                     'source ends, or Ctrl-C)')
-    ap.add_argument('--hue-bridge', default=None, help='drive a Philips Hue bridge at HOST[:PORT]')
+    ap.add_argument('--hue-bridge', default=None, help='drive a Philips Hue bridge at HOST[:PORT], or auto (mDNS); '
+                    'API v2 over HTTPS where the bridge speaks it')
     ap.add_argument('--hue-dry-run', action='store_true', help='run the Hue node without a bridge (logs states)')
     ap.add_argument('--record', metavar='DATASET_DIR', default=None,
                     help='run dataset_recorder_node on this FaceLabeler folder (`emotion-dataset capture ...`)')
     ap.add_argument('--namespace', default='', help='namespace of all nodes (e.g. /cam1)')
+    ap.add_argument('--hri', action='store_true', help='also publish the REP-155 (ROS4HRI) /humans/faces/... '
+                    'topics (hri_publisher_node; needs hri_msgs, docs/ros4hri.md)')
+    ap.add_argument('--view', action='store_true', help='serve the live web viewer (emotion_viewer) on '
+                    'http://127.0.0.1:8080/')
+    ap.add_argument('--view-port', type=int, default=None, help='port of the web viewer (0 = any free port)')
+    ap.add_argument('--gif', metavar='PATH', default=None, help='write an annotated GIF of the run to PATH')
     args, ros_args = ap.parse_known_args(argv)
     args.ros_args = ros_args
     return args
@@ -90,7 +103,10 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
+    limit_native_threads()                 # one OpenCV thread: emotion_ros.core.cpu_threads says why
+    keep_frame_buffers()                   # no page faults per frame: emotion_ros.core.frame_memory
     params = args.params or str(config_file('params.yaml'))
+    interrupts_end_the_spin()
     rclpy.init(args=['emotion_live', '--ros-args', '--params-file', params] + [a for a in args.ros_args
                                                                               if a != '--ros-args'])
     from emotion_ros.nodes.camera_node import CameraNode
@@ -98,7 +114,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from emotion_ros.nodes.face_detector_node import FaceDetectorNode
 
     remap = ['--ros-args', '-r', 'image:=image_raw']
-    camera_overrides = [Parameter('wait_for_subscribers', value=2)]  # detector, classifier
+    # detector, classifier; they share this process's participant, so there is no discovery to settle
+    camera_overrides = [Parameter('wait_for_subscribers', value=2), Parameter('wait_settle_s', value=0.0)]
     if args.source is not None:
         camera_overrides.append(Parameter('source', value=args.source))
     if args.fps is not None:
@@ -106,20 +123,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.loop:
         camera_overrides.append(Parameter('loop', value=True))
     detector_overrides = [Parameter('backend', value=args.detector)] if args.detector else []
-    boxes_from = [Parameter('face_detector_backend', value=args.detector)] if args.detector else []
     nodes, hue_executor, hue_thread = [], None, None
     log = rclpy.logging.get_logger('emotion_live')
     try:
         try:
             kw = dict(namespace=args.namespace)
-            summary = LiveSummary(**kw)
-            classifier_overrides = boxes_from + ([Parameter('model_path', value=args.model)] if args.model else [])
+            gif = None
+            if args.gif:
+                from emotion_ros.core.gif_clip import GifClip
+                gif = GifClip(source_fps=args.fps or 30.0)
+            summary = LiveSummary(gif=gif, **kw)
+            classifier_overrides = [Parameter('model_path', value=args.model)] if args.model else []
             classifier = EmotionClassifierNode(cli_args=remap, parameter_overrides=classifier_overrides, **kw)
             detector = FaceDetectorNode(cli_args=remap, parameter_overrides=detector_overrides, **kw)
             camera = CameraNode(parameter_overrides=camera_overrides, **kw)
             nodes = [summary, classifier, detector, camera]
             if args.record:
-                nodes.append(_recorder(args, kw, remap, boxes_from))
+                nodes.append(_recorder(args, kw, remap))
+            if args.view:
+                nodes.append(_viewer(args, kw))
+            if args.hri:
+                from emotion_ros.nodes.hri_publisher_node import HriPublisherNode
+                nodes.append(HriPublisherNode(cli_args=remap, **kw))
             shared = list(nodes)
             if args.hue_bridge or args.hue_dry_run:
                 hue_executor, hue_thread = _start_hue(args, kw, nodes)
@@ -131,15 +156,28 @@ def main(argv: Optional[List[str]] = None) -> int:
             executor.add_node(node)
         start = time.monotonic()
         deadline = start + args.duration if args.duration > 0 else float('inf')
-        while rclpy.ok() and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.05)
-            if camera.finished and time.monotonic() - summary.last_message > 1.0:
-                break
+        try:
+            while rclpy.ok() and time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.05)
+                if camera.finished and time.monotonic() - summary.last_message > 1.0:
+                    break
+        except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C: the summary of what ran so far
+            ignore_further_interrupts()
+        except RuntimeError:   # Ctrl-C mid-callback: a publish on the context rclpy's handler just shut down
+            if rclpy.ok():
+                raise
+            ignore_further_interrupts()
+        # The detector's own count: a `faces` subscription here cost a take and an executor wake (~0.5 ms of CPU
+        # under load, over the ~100 entities of 4 nodes) per frame just to count them.
+        summary.face_msgs = detector.frames
         print(summary.report(camera.frames_published, time.monotonic() - start), flush=True)
+        if gif is not None:
+            _save_gif(gif, args.gif)
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
     finally:
+        ignore_further_interrupts()
         if hue_executor is not None:
             hue_executor.shutdown()
             hue_thread.join(timeout=5)
@@ -149,11 +187,25 @@ def main(argv: Optional[List[str]] = None) -> int:
             rclpy.shutdown()
 
 
-def _recorder(args, kw, remap, boxes_from):
+def _recorder(args, kw, remap):
     """Cheap (idle until asked, its bursts await frames without blocking): shares the main executor."""
     from emotion_ros.nodes.dataset_recorder_node import DatasetRecorderNode
-    return DatasetRecorderNode(cli_args=remap, parameter_overrides=[Parameter('dataset_dir', value=args.record)]
-                               + boxes_from, **kw)
+    return DatasetRecorderNode(cli_args=remap, parameter_overrides=[Parameter('dataset_dir', value=args.record)],
+                               **kw)
+
+
+def _viewer(args, kw):
+    """Its callbacks only hand data to the server's own threads: it shares the main executor."""
+    from emotion_ros.nodes.viewer_node import ViewerNode
+    overrides = [Parameter('port', value=args.view_port)] if args.view_port is not None else []
+    return ViewerNode(parameter_overrides=overrides, **kw)
+
+
+def _save_gif(gif, path) -> None:
+    try:
+        print(f'annotated clip          {gif.save(path)} ({len(gif.frames)} frames)', flush=True)
+    except (OSError, ValueError) as exc:
+        print(f'annotated clip          not written: {exc}', flush=True)
 
 
 def _start_hue(args, kw, nodes):
@@ -168,9 +220,17 @@ def _start_hue(args, kw, nodes):
     nodes.append(hue)
     executor = SingleThreadedExecutor()
     executor.add_node(hue)
-    thread = threading.Thread(target=executor.spin, name='hue_executor', daemon=True)
+    thread = threading.Thread(target=_spin_until_shutdown, args=(executor,), name='hue_executor', daemon=True)
     thread.start()
     return executor, thread
+
+
+def _spin_until_shutdown(executor) -> None:
+    """Ctrl-C shuts the context down under the thread's feet: that ends the thread, it is no error."""
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
 
 
 if __name__ == '__main__':

@@ -1,7 +1,9 @@
 """Keep ROS 2 traffic on this machine: the settings every test, benchmark and demo process runs with.
 
-DDS discovers peers by multicast on every interface by default; these settings use the shared-memory-only
-Fast DDS profile in config/, localhost discovery, a domain of the caller's choosing and scratch homes.
+DDS discovers peers by multicast on every interface by default; these settings use the shared-memory
+Fast DDS profile in config/ for data, localhost discovery (rmw_fastrtps then adds its own UDPv4 transport
+with 127.0.0.1 as the only peer and no multicast: test_network_hygiene traces every send), a domain of the
+caller's choosing and scratch homes.
 Killed nodes leave Fast DDS shared-memory files behind; `remove_leftover_shm` cleans those a run created
 and no live process still uses.
 """

@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
 MEDIA = SHARED / 'media'
 DATASETS = SHARED / 'datasets'
+# Test artefacts (viewer screenshot, Hue request logs) outlive the run's scratch folder; .build/ is git-ignored.
+ARTIFACTS = Path(os.environ.get('EMOTION_TEST_ARTIFACTS', REPO / '.build' / 'test-artifacts'))
 
 _SCRATCH = Path(tempfile.mkdtemp(prefix='emotion_ros_test_'))
 _SHM_BEFORE = shm_files()

@@ -70,3 +70,15 @@ def spin_until(node, done: Callable[[], bool], timeout: float) -> bool:
 
 def stamp_ns(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def set_param(node, target: str, name: str, value) -> None:
+    """Set `target`'s parameter through its service, as `ros2 param set` does; asserts it was accepted."""
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+    client = AsyncParameterClient(node, target)
+    assert client.wait_for_services(timeout_sec=30), f'no parameter services on {target}'
+    future = client.set_parameters([Parameter(name, value=value)])
+    assert spin_until(node, future.done, 30), f'no answer setting {name}'
+    result = future.result().results[0]
+    assert result.successful, f'{name} := {value!r} refused: {result.reason}'

@@ -133,3 +133,40 @@ def test_local_env_and_every_started_process_ends(tmp_path):
         assert group_members(child.pid) == []                     # the background sleep too
     finally:
         group.remove_scratch()
+
+
+def test_cpu_kind_names_the_int8_instructions():
+    from machine import cpu_kind
+    epyc = {'cpu_model': 'AMD EPYC', 'cpu_flags_simd': ['avx2', 'avx512f', 'avx512_vnni'], 'cores_usable': 2}
+    xeon = {'cpu_model': 'Intel(R) Xeon(R) CPU @ 2.00GHz', 'cpu_flags_simd': ['avx2', 'avx512f'], 'cores_usable': 2}
+    spr = {'cpu_model': 'Intel(R) Xeon(R) Processor', 'cpu_flags_simd': ['amx_int8', 'avx512_vnni'], 'cores_usable': 2}
+    assert (cpu_kind(epyc), cpu_kind(xeon), cpu_kind(spr)) == ('epyc-vnni-2c', 'xeon-avx512-2c', 'xeon-amx-2c')
+
+
+def test_report_keeps_cpu_kinds_side_by_side(tmp_path):
+    results = tmp_path / 'results'
+    for kind, p95 in (('epyc-vnni-2c', 12.0), ('xeon-avx512-2c', 84.0)):
+        (results / kind).mkdir(parents=True)
+        e2e = _e2e(p95=p95, dropped=0, cores=0.5)
+        e2e['machine']['cpu_model'] = kind.upper()
+        (results / kind / 'e2e.json').write_text(json.dumps(e2e))
+    out = tmp_path / 'docs' / 'benchmarks.md'
+    assert report.main(['--results', str(results), '--out', str(out)]) == 0
+    index = out.read_text()
+    assert '| epyc-vnni-2c | xeon-avx512-2c |' in index and '/ 12.0 /' in index and '/ 84.0 /' in index
+    assert 'EPYC-VNNI-2C' in (tmp_path / 'docs' / 'benchmarks' / 'epyc-vnni-2c.md').read_text()
+    assert 'XEON-AVX512-2C' in (tmp_path / 'docs' / 'benchmarks' / 'xeon-avx512-2c.md').read_text()
+
+
+def test_report_puts_idle_and_loaded_runs_side_by_side(tmp_path):
+    e2e = _e2e(p95=20.0, dropped=0, cores=0.5)
+    loaded = json.loads(json.dumps(e2e['scenarios']['separate_1_face']))
+    loaded['latency']['p95_ms'] = 60.0
+    loaded['background_load'] = {'hogs': 2, 'hog_cpu_cores': [0.7, 0.7], 'load_average_before': [3.1, 2, 1]}
+    e2e['scenarios']['separate_1_face_loaded'] = loaded
+    (tmp_path / 'e2e.json').write_text(json.dumps(e2e))
+    text = report.build(tmp_path)
+    assert '| separate_1_face | 100.0% | 20.0 | 0.50 | 100.0% | 60.0 | 0.50 | 3.00× |' in text
+    goals = text.split('## Goals')[1].split('\n## ')[0]
+    assert '| p95 ≤ 40 ms | three processes, 1 face, 2 CPU hogs | 60.0 ms | **missed**: 1.5× the goal |' in goals
+    assert '2 hogs (0.70 + 0.70 cores), load 3.1' in text

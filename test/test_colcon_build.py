@@ -45,4 +45,19 @@ def test_colcon_builds_both_packages(tmp_path, ros_env):
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert probe.returncode == 0, probe.stderr
     assert str(install) in probe.stdout
+
+    # The node scripts run with the interpreter that ran colcon (README: `python -m colcon build` in the venv).
+    script = install / 'emotion_ros' / 'lib' / 'emotion_ros' / 'camera_node'
+    assert script.read_text().splitlines()[0] == f'#!{sys.executable}'
+    # `ros2 launch` finds the package in the colcon install (not in the venv's own ament-index entries).
+    ros2 = VENV_BIN / 'ros2'
+    if ros2.exists():
+        ament = os.pathsep.join([str(install / 'emotion_ros'), str(install / 'emotion_msgs'), str(Path(sys.prefix))])
+        tool_env = dict(env, AMENT_PREFIX_PATH=ament)
+        prefix = subprocess.run([str(ros2), 'pkg', 'prefix', 'emotion_ros'], env=tool_env, capture_output=True,
+                                text=True, timeout=120)
+        assert prefix.stdout.strip() == str(install / 'emotion_ros'), prefix.stdout + prefix.stderr
+        show = subprocess.run([str(ros2), 'launch', 'emotion_ros', 'live.launch.py', '--show-args'], env=tool_env,
+                              capture_output=True, text=True, timeout=120)
+        assert show.returncode == 0 and "'hue_bridge':" in show.stdout, show.stdout + show.stderr
     shutil.rmtree(tmp_path / 'build', ignore_errors=True)

@@ -1,6 +1,5 @@
 """dataset_recorder_node in-process, fed synthetic frames: bursts complete while frames keep flowing through the
 same single-threaded executor, refusals carry a reason, counts are latched."""
-import json
 import time
 
 import cv2
@@ -11,9 +10,9 @@ rclpy = pytest.importorskip('rclpy')
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image, RegionOfInterest  # noqa: E402
-from std_msgs.msg import Header, String  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
 
-from emotion_msgs.msg import Face, FaceArray  # noqa: E402
+from emotion_msgs.msg import DatasetCounts, Face, FaceArray  # noqa: E402
 from emotion_msgs.srv import Capture  # noqa: E402
 from emotion_ros.core.face_crop import MARGIN_FOR_BACKEND, crop_face  # noqa: E402
 from emotion_ros.core.face_detection import DEFAULT_BACKEND  # noqa: E402
@@ -48,7 +47,8 @@ class FakeGraph:
         small = Face(id='2', confidence=0.9, roi=RegionOfInterest(x_offset=0, y_offset=0, width=10, height=10))
         big = Face(id='1', confidence=0.9, roi=RegionOfInterest(x_offset=BOX[0], y_offset=BOX[1], width=BOX[2],
                                                                height=BOX[3]))
-        self.faces_pub.publish(FaceArray(header=header, faces=[small, big] if self.face else []))
+        self.faces_pub.publish(FaceArray(header=header, faces=[small, big] if self.face else [],
+                                         crop_margin=MARGIN))  # the recorder crops with the boxes' own margin
         self.published += 1
         self.stamps.append(time.monotonic())
 
@@ -166,14 +166,16 @@ def test_counts_are_latched_for_late_subscribers(graph, tmp_path):
     call(client, 'happy', count=2)
     late = rclpy.create_node('late_ui')
     got = []
-    late.create_subscription(String, '/dataset_recorder/counts', got.append, latched_qos())
+    late.create_subscription(DatasetCounts, '/dataset_recorder/counts', got.append, latched_qos())
     executor.add_node(late)
     end = time.monotonic() + 10
     while not got and time.monotonic() < end:
         executor.spin_once(timeout_sec=0.1)
     executor.remove_node(late)
     late.destroy_node()
-    state = json.loads(got[-1].data)
-    assert state['counts'] == {'angry': 0, 'disgust': 0, 'fear': 0, 'happy': 2, 'sad': 0, 'surprise': 0,
-                               'neutral': 0}
-    assert state['total'] == 2 and state['target_per_label'] == 200 and state['dataset'] == str(tmp_path / 'ds')
+    state = got[-1]
+    assert dict(zip(state.labels, state.counts)) == {'angry': 0, 'disgust': 0, 'fear': 0, 'happy': 2, 'sad': 0,
+                                                     'surprise': 0, 'neutral': 0}
+    assert list(state.labels) == ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral']
+    assert state.total == 2 and state.target_per_label == 200 and state.dataset == str(tmp_path / 'ds')
+    assert state.header.stamp.sec > 0

@@ -165,7 +165,8 @@ def test_labels_count_mismatch(tmp_path):
 # emotion 0.688 (0.693), emotion_accurate 0.698 (0.700), emotion_fast 0.682 (0.682). No shipped model
 # reaches 0.70 on this slice, so each bar is what the model truly scores minus a 2-point margin for
 # LiteRT/CPU differences.
-SHIPPED_MIN_ACCURACY = {'emotion': 0.67, 'emotion_accurate': 0.68, 'emotion_fast': 0.66}
+# emotion_small (the 39 M-MAC distilled student, int8): 0.672 (0.658).
+SHIPPED_MIN_ACCURACY = {'emotion': 0.67, 'emotion_accurate': 0.68, 'emotion_fast': 0.66, 'emotion_small': 0.65}
 
 
 @pytest.mark.parametrize('name', sorted(SHIPPED_MIN_ACCURACY))

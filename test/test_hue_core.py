@@ -247,7 +247,7 @@ def test_username_file_is_0600_in_a_0700_folder(tmp_path):
     assert load_username(tmp_path / 'none.json', 'x') is None
     os.chmod(path, 0o644)
     load_username(path, '10.0.0.2')
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600        # tightened on read
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600        # tightened on read (after it was validated)
 
 
 def test_username_file_default_location_and_refusals(tmp_path, monkeypatch):
@@ -289,7 +289,7 @@ def test_client_pairs_only_after_the_link_button(bridge, tmp_path, monkeypatch):
 def test_client_resolves_names_and_sends(bridge):
     client = HueClient(bridge.address, 'u' * 40, timeout_s=1.0)
     hall, one, room = Target('light', 'Hall'), Target('light', '1'), Target('group', 'Living room')
-    assert client.resolve([hall, one, room]) == {hall: 2, one: 1, room: 1}
+    assert client.resolve([hall, one, room]) == {hall: '2', one: '1', room: '1'}
     client.send(hall, RED.command())
     client.send(room, BLUE.command())
     assert [r.resource for r in bridge.puts()] == ['/lights/2/state', '/groups/1/action']
@@ -312,7 +312,7 @@ def test_client_faults_are_typed_and_never_show_the_username(bridge, fault, kind
     with pytest.raises(BridgeFault) as err:
         client.send(target, RED.command())
     assert err.value.kind == kind
-    assert 'u' * 40 not in str(err.value) and '<username>' in str(err.value)
+    assert 'u' * 40 not in str(err.value) and '<key>' in str(err.value)
     client.send(target, RED.command())                       # the next request goes through
 
 
@@ -337,7 +337,7 @@ def test_emulator_runs_standalone_and_prints_a_request_log():
                              '--press-button'], stdout=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()
-        address = first.split('http://')[1].split('/')[0]
+        address = first.split('http://')[1].split('/')[0].strip()
         assert address.startswith('127.0.0.1:')
         client = HueClient(address, timeout_s=2.0)
         client.set_username(client.pair('emotion_ros#test'))
@@ -348,3 +348,17 @@ def test_emulator_runs_standalone_and_prints_a_request_log():
         out = proc.communicate(timeout=10)[0]
     assert proc.returncode == 0
     assert 'PUT  /api/<user>/lights/1/state' in out and '1  PUT /lights/1/state -> 200' in out
+    assert client.secrets()[0] not in out                    # the log shows <user>, never the username
+
+
+def test_scheduler_counts_rate_limits_from_when_a_request_returned():
+    group = Target('group', '1')
+    sched = LightScheduler([group])
+    sched.want('a', RED)
+    assert sched.blocked(group, 0.0, 10, 1) is None
+    sched.take(group, 0.0)
+    sched.finished(group, 0.4)                               # a slow request: returned 0.4 s later
+    sched.sent(group, RED, 0.4)
+    sched.want('b', BLUE)
+    assert sched.blocked(group, 1.2, 10, 1) == 'rate_limited'   # 1 s after it returned, not after it started
+    assert sched.blocked(group, 1.4, 10, 1) is None

@@ -92,3 +92,22 @@ def test_demo_crowd_source_has_n_heads_and_validates_n():
     assert frame.shape == (480, 640, 3)
     with pytest.raises(SourceError, match='1 to 64'):
         open_source('demo:0')
+
+
+@pytest.mark.parametrize('size,bound,expected', [
+    ((1920, 1080), (640, 480), (640, 360)),   # 16:9 into 4:3: width binds, no stretch
+    ((480, 270), (640, 480), (480, 270)),     # never enlarged
+    ((640, 480), (0, 240), (320, 240)),       # one side bound
+    ((1080, 1920), (640, 480), (270, 480)),   # portrait
+    ((640, 480), (0, 0), (640, 480)),
+])
+def test_bounded_size_keeps_aspect_and_never_enlarges(size, bound, expected):
+    from emotion_ros.core.frame_sources import bounded_size
+    assert bounded_size(*size, *bound) == expected
+
+
+def test_file_source_keeps_its_aspect_ratio_in_a_bound():
+    path = require_shared('media', 'head-pose-face-detection-male.mp4')  # 480x270
+    frame = open_source(str(path), 320, 320).read()
+    assert frame.shape == (180, 320, 3)
+    assert open_source('demo', 320, 320, demo_frames=1).read().shape == (240, 320, 3)

@@ -128,15 +128,71 @@ def test_walking_clip_distinct_stable_ids(graph):
 
 
 def test_runner_on_demo_prints_summary():
-    result = subprocess.run([str(VENV_BIN / 'emotion_live'), '--source', 'demo'], capture_output=True, text=True,
-                            timeout=300)
+    """The runner plays the whole demo and classifies it. At 10 fps (a third of the camera rate the bench
+    holds it to) so a busy machine still keeps up; a graph that skips frames under load is behaving as
+    designed (newest frame first), so the share asserted is a floor, not the speed: that is bench/'s job."""
+    result = subprocess.run([str(VENV_BIN / 'emotion_live'), '--source', 'demo', '--fps', '10'], capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     frames = int(re.search(r'frames published\s+(\d+)', out).group(1))
     arrays = int(re.search(r'emotion arrays\s+(\d+)', out).group(1))
-    assert frames == 150 and arrays >= 0.8 * frames, out
+    assert frames == 150 and 0.5 * frames <= arrays <= frames, out
     assert re.search(r'latency image->emotions\s+p50 [\d.]+ ms\s+p95 [\d.]+ ms', out), out
     assert re.search(r'expressions\s+happy \d+', out), out                 # the astronaut smiles
+
+
+@pytest.mark.parametrize('interrupts, extra', [(1, []), (2, []), (1, ['--hue-dry-run'])])
+def test_runner_prints_its_summary_on_ctrl_c(tmp_path, interrupts, extra):
+    """Ctrl-C ends emotion_live with its summary and exit 0; a second SIGINT while it shuts down (what
+    `ros2 launch` sends when stdin is not a terminal) prints no traceback (issue 12, faults 5 and 8), nor does
+    the Hue node's executor thread."""
+    import os
+    import signal
+    import time
+    log = tmp_path / 'live.log'
+    with open(log, 'w') as out:
+        proc = subprocess.Popen([str(VENV_BIN / 'emotion_live'), '--source', 'demo', '--loop', '--fps', '10', *extra],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 180
+            while 'source' not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.2)
+            time.sleep(3.0)
+            for _ in range(interrupts):
+                os.killpg(proc.pid, signal.SIGINT)
+                time.sleep(0.05)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    assert re.search(r'frames published\s+\d+', text) and 'emotion arrays' in text, text[-3000:]
+    assert 'Traceback' not in text and 'KeyboardInterrupt' not in text, text[-3000:]
+
+
+def test_runner_applies_the_parameter_file_under_a_namespace(tmp_path):
+    """`/**/camera:` keys reach /cam1/camera in the one-process runner (issue 12, fault 4)."""
+    import time
+    params = tmp_path / 'params.yaml'
+    params.write_text('/**/camera:\n  ros__parameters:\n    width: 320\n    height: 240\n')
+    rclpy.init()
+    node = rclpy.create_node('namespace_probe')
+    frames = []
+    node.create_subscription(Image, '/cam1/image_raw', frames.append, latest_frame_qos(5))
+    proc = subprocess.Popen([str(VENV_BIN / 'emotion_live'), '--params', str(params), '--namespace', 'cam1',
+                             '--source', 'demo', '--loop', '--fps', '10', '--duration', '60'],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert spin_until(node, lambda: frames, 120), 'no frame on /cam1/image_raw'
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=60)[0]
+        node.destroy_node()
+        rclpy.shutdown()
+    assert 0 < frames[-1].width <= 320 and 0 < frames[-1].height <= 240, (frames[-1].width, frames[-1].height, out)
 
 
 def test_make_demo_exits_zero_with_summary():

@@ -1,6 +1,7 @@
 """Faults at start and in the source: bad models, bad parameters, absent devices, dropping streams.
 Each is injected into the real node process; the node either refuses once with a clear reason (exit 2,
 no traceback, no crash loop) or keeps running and recovers."""
+import contextlib
 import shutil
 import threading
 import time
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from mjpeg_server import MjpegCamera
-from ros_graph import NodeProcess, ros_args, spin_until
+from ros_graph import NodeProcess, ros_args, set_param, spin_until
 
 rclpy = pytest.importorskip('rclpy')
 from sensor_msgs.msg import Image  # noqa: E402
@@ -100,32 +101,52 @@ def test_bad_parameters_and_absent_devices_refuse_with_reason(ros_env, tmp_path,
     assert 'Traceback' not in out
 
 
-def test_dropping_stream_reconnects_with_backoff(ros_env, tmp_path):
+@contextlib.contextmanager
+def stream_camera(ros_env, tmp_path, reconnect_max_backoff_s):
+    """A camera node on a local MJPEG stream and a listener of its images; all ended afterwards."""
     cam_server = MjpegCamera(frames_per_connection=30, fps=30)
     rclpy.init()
     node = rclpy.create_node('stream_listener')
     images = []
     node.create_subscription(Image, 'image_raw', images.append, latest_frame_qos(100))
-    proc = NodeProcess('camera_node', ros_args({'source': cam_server.url, 'fps': 30.0, 'reconnect_max_backoff_s': 1.0}),
-                       ros_env, tmp_path)
+    proc = NodeProcess('camera_node', ros_args({'source': cam_server.url, 'fps': 30.0,
+                                                'reconnect_max_backoff_s': reconnect_max_backoff_s}), ros_env, tmp_path)
     try:
-        assert spin_until(node, lambda: len(images) >= 20, 60), proc.output
-        cam_server.down.set()                    # the stream ends and the camera is offline for a while
-        spin_until(node, lambda: proc.output.count('reconnecting') >= 3, 30)
-        before = len(images)
-        offline_output = proc.output
-        timer = threading.Timer(0.5, cam_server.down.clear)
-        timer.start()
-        assert spin_until(node, lambda: len(images) >= before + 20, 60), proc.output
-        assert proc.proc.poll() is None
+        yield cam_server, node, images, proc
     finally:
         proc.stop()
         node.destroy_node()
         rclpy.shutdown()
         cam_server.close()
+
+
+def test_dropping_stream_reconnects_with_backoff(ros_env, tmp_path):
+    with stream_camera(ros_env, tmp_path, reconnect_max_backoff_s=1.0) as (cam_server, node, images, proc):
+        assert spin_until(node, lambda: len(images) >= 20, 60), proc.output
+        mark = len(proc.output)                  # natural ends of earlier connections are logged before this
+        cam_server.down.set()                    # the stream ends and the camera is offline for a while
+        spin_until(node, lambda: proc.output[mark:].count('reconnecting') >= 3, 30)
+        before = len(images)
+        offline_output = proc.output[mark:]
+        timer = threading.Timer(0.5, cam_server.down.clear)
+        timer.start()
+        assert spin_until(node, lambda: len(images) >= before + 20, 60), proc.output
+        assert proc.proc.poll() is None
     assert 'dropped; reconnecting in 0.25 s' in offline_output and 'reconnecting in 0.50 s' in offline_output
     assert 'reconnected' in proc.output and cam_server.connections >= 2
     assert {(m.width, m.height) for m in images} == {(160, 120)}
+
+
+def test_reconnect_max_backoff_applies_at_runtime(ros_env, tmp_path):
+    """The reconnect pause of a dropped stream is capped by reconnect_max_backoff_s as it is set now."""
+    with stream_camera(ros_env, tmp_path, reconnect_max_backoff_s=0.5) as (cam_server, node, images, proc):
+        assert spin_until(node, lambda: len(images) >= 5, 60), proc.output
+        cam_server.down.set()
+        assert spin_until(node, lambda: proc.output.count('reconnecting in 0.50 s') >= 3, 30), proc.output
+        capped = proc.output
+        set_param(node, 'camera', 'reconnect_max_backoff_s', 4.0)
+        assert spin_until(node, lambda: 'reconnecting in 2.00 s' in proc.output, 30), proc.output
+    assert 'reconnecting in 1.00 s' not in capped and 'reconnecting in 1.00 s' in proc.output
 
 
 def test_unparsable_ros_arguments_refuse_with_reason(ros_env, tmp_path):

@@ -9,6 +9,16 @@ def _fit(args):
     return 0
 
 
+def _distill(args):
+    from .distill import run_distill
+    return run_distill(args)
+
+
+def _teacher(args):
+    from .teacher import run_teacher
+    return run_teacher(args)
+
+
 def _import(args):
     from .importer import run_import
     return run_import(args)
@@ -33,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_fit)
     for name, module, func, help_ in (('import', 'importer', _import, 'FaceLabeler folder / class tree / npz -> one npz'),
                                       ('evaluate', 'evaluate', _evaluate, 'score a model on an npz (JSON)'),
-                                      ('export', 'export', _export, '.keras -> .tflite (float, int8) + labels')):
+                                      ('export', 'export', _export, '.keras -> .tflite (float, int8) + labels'),
+                                      ('distill', 'distill', _distill,
+                                       'train a small student on the ensemble\'s probabilities (resumable)'),
+                                      ('teacher', 'teacher', _teacher, 'cache a model\'s probabilities for distill')):
         p = sub.add_parser(name, help=help_)
         __import__(f'{__package__}.{module}', fromlist=['add_arguments']).add_arguments(p)
         p.set_defaults(func=func)

@@ -21,11 +21,12 @@ class Dataset:
     split: np.ndarray | None = None
     ferplus_votes: np.ndarray | None = None
     ferplus_classes: list | None = None
+    teacher: np.ndarray | None = None      # float32 (N, C) teacher probabilities (distillation)
 
     def subset(self, mask_or_idx) -> 'Dataset':
         pick = lambda a: None if a is None else a[mask_or_idx]  # noqa: E731
         return Dataset(self.images[mask_or_idx], self.labels[mask_or_idx], list(self.classes),
-                       pick(self.split), pick(self.ferplus_votes), self.ferplus_classes)
+                       pick(self.split), pick(self.ferplus_votes), self.ferplus_classes, pick(self.teacher))
 
     def __len__(self):
         return len(self.labels)
@@ -103,8 +104,10 @@ def ferplus_distribution(ds: Dataset) -> tuple:
     return dist, ok
 
 
-def make_targets(ds: Dataset, label_smoothing: float = 0.0, ferplus_weight: float = 0.0) -> np.ndarray:
-    """Per-image target distributions: (1-a) * one-hot(original) + a * FER+ votes, then smoothing."""
+def make_targets(ds: Dataset, label_smoothing: float = 0.0, ferplus_weight: float = 0.0,
+                 teacher_weight: float = 0.0) -> np.ndarray:
+    """Per-image target distributions: (1-a) * one-hot(original) + a * FER+ votes, then smoothing,
+    then (1-t) * that + t * teacher probabilities (knowledge distillation; needs ds.teacher)."""
     c = len(ds.classes)
     y = np.eye(c, dtype=np.float32)[ds.labels]
     if ferplus_weight > 0:
@@ -112,6 +115,12 @@ def make_targets(ds: Dataset, label_smoothing: float = 0.0, ferplus_weight: floa
         y[ok] = (1 - ferplus_weight) * y[ok] + ferplus_weight * dist[ok]
     if label_smoothing > 0:
         y = (1 - label_smoothing) * y + label_smoothing / c
+    if teacher_weight > 0:
+        if ds.teacher is None or ds.teacher.shape != y.shape:
+            raise DatasetError(f'teacher_weight {teacher_weight} needs teacher probabilities of shape {y.shape}')
+        t = ds.teacher.astype(np.float32)
+        t = t / np.maximum(t.sum(1, keepdims=True), 1e-12)
+        y = (1 - teacher_weight) * y + teacher_weight * t
     return y
 
 

@@ -24,8 +24,9 @@ def load_predictor(model_path):
         labels = keras_labels(model_path)
         return labels, lambda x: model.predict(x[..., None].astype(np.float32), batch_size=256, verbose=0)
     from emotion_ros.core.emotion_model import EmotionModel
+    from emotion_ros.core.emotion_pipeline import EmotionPipeline
     model = EmotionModel(model_path, num_threads=2)
-    return list(model.labels), model.predict
+    return list(model.labels), EmotionPipeline(model).predict_crops   # the node's own prediction path
 
 
 def evaluate(data_path, model_path=None, split: str | None = None, limit: int = 0,

@@ -20,7 +20,10 @@ import numpy as np
 from emotion_ros.core import facelabeler_dataset as fl
 from emotion_ros.core.face_crop import DEFAULT_MARGIN, MARGIN_FOR_BACKEND, crop_face
 from emotion_ros.core.face_detection import DEFAULT_BACKEND
+from emotion_ros.core.image_encoding import ImageDecodeError
+from emotion_ros.core.image_header import DEFAULT_MAX_PIXELS, max_pixels_reason, read_image_file
 from emotion_ros.core.labels import CANONICAL_LABELS, canonical_label
+from emotion_ros.core.log_text import untrusted
 
 SIZE = 48
 
@@ -38,6 +41,7 @@ class ImportReport:
     files_without_rows: list = field(default_factory=list)
     no_face: list = field(default_factory=list)
     several_faces: list = field(default_factory=list)
+    outside_links: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -45,20 +49,13 @@ class ImportReport:
     @property
     def skipped(self) -> int:
         return (len(self.unreadable) + len(self.unknown_labels) + len(self.rows_without_files)
-                + len(self.files_without_rows) + len(self.no_face))
+                + len(self.files_without_rows) + len(self.no_face) + len(self.outside_links))
 
 
-def _read_image(path: Path):
-    """BGR/gray uint8 image, or None if the file is not a decodable image."""
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError:
-        return None
-    if data.size == 0:
-        return None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        return None
+def _read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """BGR/gray uint8 image; ImageDecodeError with the reason when the file is not a decodable image
+    or declares more than `max_pixels` pixels (checked in its header, before decoding)."""
+    img = read_image_file(path, max_pixels, cv2.IMREAD_UNCHANGED)
     if img.dtype != np.uint8:
         img = cv2.convertScaleAbs(img, alpha=255.0 / max(float(img.max()), 1.0))
     if img.ndim == 3 and img.shape[2] == 4:
@@ -103,6 +100,13 @@ class FaceCropper:
         return crop_face(bgr, box, SIZE, margin=MARGIN_FOR_BACKEND.get(self.detector_name, DEFAULT_MARGIN))
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:   # a name too long for the file system, say
+        return False
+
+
 def _class_index(label: str, classes: list):
     name = canonical_label(label)
     return classes.index(name) if name in classes else None
@@ -113,7 +117,12 @@ def _facelabeler(root: Path, classes, cropper, report, progress):
     classes = classes or [canonical_label(c) for c in scan.labels] or list(CANONICAL_LABELS)
     report.problems += [p for p in scan.problems if 'is not in labelList' not in p and 'does not exist' not in p
                         and 'has no row' not in p]
-    report.rows_without_files = [f'{fl.FACE_LABELS} line {r.line}: {r.filename}' for r in scan.rows_without_files]
+    for r in scan.rows_without_files:   # a row naming a file behind a folder link out of the dataset
+        outside = _exists(root / fl.IMAGES / r.filename) and fl.outside_link(root, root / fl.IMAGES / r.filename)
+        if outside:
+            report.outside_links.append(f'{fl.IMAGES}/{r.filename}: {outside}')
+        else:
+            report.rows_without_files.append(f'{fl.FACE_LABELS} line {r.line}: {r.filename}')
     report.files_without_rows = [f'{fl.IMAGES}/{f}' for f in scan.files_without_rows]
     missing = {r.filename for r in scan.rows_without_files}
     items = []
@@ -196,13 +205,17 @@ def split_by_file_order(labels: np.ndarray, n_classes: int, val_fraction: float)
 
 
 def import_dataset(source, classes=None, crop: str = 'auto', detector=None, detector_name: str = DEFAULT_BACKEND,
-                   progress: bool = True, val_fraction: float = 0.2):
+                   progress: bool = True, val_fraction: float = 0.2, max_pixels: int = DEFAULT_MAX_PIXELS):
     """Read any supported source -> (arrays for the npz, ImportReport).
 
     Folder sources get a `split` array (see split_by_file_order) so `emotion-train fit` can select on val;
-    an npz source keeps its own split.
+    an npz source keeps its own split. Files that are symlinks out of the folder are refused (outside_links);
+    images declaring more than `max_pixels` pixels are refused before decoding (unreadable, with the reason).
     """
     from tqdm import tqdm
+    reason = max_pixels_reason(max_pixels)
+    if reason:
+        raise ValueError(f'max_pixels {reason}')
     source = Path(source).expanduser()
     classes = [canonical_label(c) for c in classes] if classes else None
     cropper = FaceCropper(crop, detector, detector_name)
@@ -218,9 +231,14 @@ def import_dataset(source, classes=None, crop: str = 'auto', detector=None, dete
             classes, items = _class_tree(source, classes, report)
         images, labels, sources, extra = [], [], [], {}
         for path, name, idx in tqdm(items, desc='import', unit='img', disable=not progress):
-            img = _read_image(path)
-            if img is None:
-                report.unreadable.append(f'{name}: not a readable image')
+            outside = fl.outside_link(source, path)
+            if outside:
+                report.outside_links.append(f'{name}: {outside}')
+                continue
+            try:
+                img = _read_image(path, max_pixels)
+            except ImageDecodeError as exc:
+                report.unreadable.append(f'{name}: not a readable image ({exc})')
                 continue
             c = cropper(img, name, report)
             if c is not None:
@@ -265,7 +283,7 @@ def run_import(args) -> int:
     try:
         arrays, report = import_dataset(args.source, args.classes.split(',') if args.classes else None,
                                         args.crop, detector_name=args.detector, progress=not args.quiet,
-                                        val_fraction=args.val_fraction)
+                                        val_fraction=args.val_fraction, max_pixels=args.max_pixels)
     except (FileNotFoundError, ValueError) as exc:
         print(f'emotion-train import: {exc}', file=sys.stderr)
         return 2
@@ -278,12 +296,13 @@ def run_import(args) -> int:
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(rep, indent=1))
     lines = [f'imported {report.imported} faces into {args.out}: {report.per_class}']
-    for key in ('unreadable', 'unknown_labels', 'rows_without_files', 'files_without_rows', 'no_face',
-                'several_faces', 'problems'):
+    for key in ('unreadable', 'outside_links', 'unknown_labels', 'rows_without_files', 'files_without_rows',
+                'no_face', 'several_faces', 'problems'):
         items = getattr(report, key)
         if items:
             lines.append(f'{key.replace("_", " ")} ({len(items)}):')
-            lines += [f'  {x}' for x in items[:20]] + ([f'  ... {len(items) - 20} more'] if len(items) > 20 else [])
+            lines += [f'  {untrusted(x, 300)}' for x in items[:20]]   # file names and rows are text from outside
+            lines += [f'  ... {len(items) - 20} more'] if len(items) > 20 else []
     lines.append(f'full report: {report_path}')
     print('\n'.join(lines), file=sys.stderr)
     if report.imported == 0:
@@ -301,6 +320,9 @@ def add_arguments(p):
                    help='face detector backend (default: the live face_detector_node\'s default)')
     p.add_argument('--val-fraction', type=float, default=0.2,
                    help='folder sources: the last FRACTION of each label\'s images (file order) become val')
+    p.add_argument('--max-pixels', type=int, default=DEFAULT_MAX_PIXELS,
+                   help='refuse images whose header declares more pixels than this, before decoding '
+                        f'(default {DEFAULT_MAX_PIXELS}, 8K UHD)')
     p.add_argument('--report', help='where to write the JSON report (default: OUT.report.json)')
     p.add_argument('--strict', action='store_true', help='exit 1 when anything was skipped or looked wrong')
     p.add_argument('--quiet', action='store_true', help='no progress bar')

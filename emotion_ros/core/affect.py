@@ -7,6 +7,8 @@ sources and caveats: docs/affect.md.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from emotion_ros.core.labels import canonical_label
@@ -32,14 +34,12 @@ def valence_arousal(labels, probs):
     `canonical_label`; labels without a table entry are left out and the rest renormalised; if no
     probability mass remains, the result is (0, 0) (neutral).
     """
-    names = [canonical_label(n) for n in labels]
+    known, points = _table(tuple(str(n) for n in labels))
     p = np.asarray(probs, np.float64)
     single = p.ndim == 1
     p = np.atleast_2d(p)
-    if p.shape[1] != len(names):
-        raise ValueError(f'{len(names)} labels but probabilities of width {p.shape[1]}')
-    known = np.array([n in AFFECT_TABLE for n in names])
-    points = np.array([AFFECT_TABLE.get(n, (0.0, 0.0)) for n in names], np.float64).reshape(-1, 2)
+    if p.shape[1] != len(known):
+        raise ValueError(f'{len(known)} labels but probabilities of width {p.shape[1]}')
     w = np.where(known, np.clip(np.nan_to_num(p, nan=0.0), 0, None), 0.0)
     total = w.sum(1, keepdims=True)
     va = np.divide(w @ points, total, out=np.zeros((len(p), 2)), where=total > 0)
@@ -47,3 +47,13 @@ def valence_arousal(labels, probs):
     if single:
         return float(va[0, 0]), float(va[0, 1])
     return va[:, 0], va[:, 1]
+
+
+@lru_cache(maxsize=64)
+def _table(labels: tuple) -> tuple:
+    """(known mask, (C, 2) points) for a label list: the same few lists every frame, built once each."""
+    names = [canonical_label(n) for n in labels]
+    known = np.array([n in AFFECT_TABLE for n in names], bool)
+    points = np.array([AFFECT_TABLE.get(n, (0.0, 0.0)) for n in names], np.float64).reshape(-1, 2)
+    known.flags.writeable = points.flags.writeable = False
+    return known, points

@@ -76,10 +76,14 @@ class DatasetScan:
 
 
 def _read_csv(path: Path) -> List[Tuple[int, List[str]]]:
-    """(line number, fields) per line; parsed line by line so one torn or binary line spoils only itself."""
+    """(line number, fields) per line; parsed line by line so one torn or binary line spoils only itself.
+
+    A UTF-8 byte-order mark (Excel and Notepad write one) is dropped: read as text it would glue itself
+    to the first field and silently turn `0,angry` into an unusable row.
+    """
     if not path.exists():
         return []
-    text = path.read_bytes().decode('utf-8', errors='replace').replace('\0', '\ufffd')
+    text = path.read_bytes().decode('utf-8-sig', errors='replace').replace('\0', '\ufffd')
     out = []
     for number, line in enumerate(text.splitlines(), 1):
         try:
@@ -138,6 +142,19 @@ def read_rows(root) -> Tuple[List[Row], List[str]]:
             seen[name] = line
             rows.append(Row(line, name, label))
     return rows, problems
+
+
+def outside_link(root, path) -> Optional[str]:
+    """Why `path` must not be read as part of the dataset at `root` (a symlink, or a folder link on the way,
+    that leads out of the folder), or None when it stays inside."""
+    root = Path(root).expanduser().resolve()
+    try:
+        target = Path(path).resolve()
+    except (OSError, RuntimeError) as exc:   # a symlink loop
+        return f'cannot resolve: {exc.__class__.__name__}'
+    if target != root and root not in target.parents:
+        return f'symlink leads outside the dataset folder (to {target})'
+    return None
 
 
 def _image_files(images: Path) -> List[str]:

@@ -14,7 +14,11 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
+from emotion_ros.core.image_encoding import ImageDecodeError
+from emotion_ros.core.image_header import read_image_file
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.pgm', '.ppm')
+STREAM_TIMEOUT_MS = 5000
 _URL = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
 
 
@@ -48,13 +52,24 @@ class FrameSource:
         pass
 
 
+def bounded_size(width: int, height: int, max_width: int = 0, max_height: int = 0) -> tuple:
+    """(w, h) of a width x height frame scaled down to fit max_width x max_height (0 = unbounded), aspect kept.
+
+    A bound never stretches (a 16:9 source in 640x480 becomes 640x360) and never enlarges."""
+    scale = min([1.0] + [bound / size for bound, size in ((max_width, width), (max_height, height)) if bound > 0])
+    if scale >= 1.0:
+        return width, height
+    return max(1, int(round(width * scale))), max(1, int(round(height * scale)))
+
+
 def _fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     elif frame.shape[2] == 4:
         frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-    if width > 0 and height > 0 and (frame.shape[1], frame.shape[0]) != (width, height):
-        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    size = bounded_size(frame.shape[1], frame.shape[0], width, height)
+    if size != (frame.shape[1], frame.shape[0]):
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
     return frame
 
 
@@ -73,7 +88,14 @@ class CaptureSource(FrameSource):
     def _open(self) -> bool:
         if self._cap is not None:
             self._cap.release()
-        self._cap = cv2.VideoCapture(self._target)
+        if self.info.kind == 'url':
+            # Bounded waits: FFmpeg's defaults let one open/read of a stream that accepts but never answers
+            # block the camera's callback (and with it the node) for 30 s per reconnect attempt.
+            self._cap = cv2.VideoCapture(self._target, cv2.CAP_FFMPEG,
+                                         [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                          cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        else:
+            self._cap = cv2.VideoCapture(self._target)
         if self.info.kind == 'webcam' and self._w > 0 and self._h > 0:
             self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, self._w)
             self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self._h)
@@ -109,10 +131,10 @@ class ImageListSource(FrameSource):
         while self._i < len(self._paths):
             path = self._paths[self._i]
             self._i += 1
-            frame = cv2.imread(path, cv2.IMREAD_COLOR)
-            if frame is not None and frame.size:
-                return _fit(frame, self._w, self._h)
-            self.skipped.append(path)
+            try:   # size checked in the header first: a folder may hold a decompression bomb
+                return _fit(read_image_file(path), self._w, self._h)
+            except ImageDecodeError:
+                self.skipped.append(path)
         return None
 
     def rewind(self) -> None:
@@ -128,11 +150,13 @@ class DemoSource(FrameSource):
 
     HEAD = (130, 10, 190, 230)  # x, y, w, h of the head in the 512x512 photograph
 
-    def __init__(self, width: int = 640, height: int = 480, frames: int = 150, fps: float = 30.0, faces: int = 1):
+    SIZE = (640, 480)  # the clip's own size; width/height bound it like any source's
+
+    def __init__(self, width: int = 0, height: int = 0, frames: int = 150, fps: float = 30.0, faces: int = 1):
         from skimage import data as skdata
         rgb = skdata.astronaut()
         self._photo = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        self._w, self._h = (width if width > 0 else 640), (height if height > 0 else 480)
+        self._w, self._h = bounded_size(*self.SIZE, width, height)
         self._n, self._i, self._faces = frames, 0, faces
         what = 'astronaut portrait' if faces == 1 else f'{faces} astronaut heads'
         self.info = SourceInfo('demo', f'{what}, {frames} frames', fps, True, False)
@@ -194,13 +218,14 @@ def describe_source(spec: str) -> SourceInfo:
 
 
 def open_source(spec: str, width: int = 0, height: int = 0, demo_frames: int = 150) -> FrameSource:
-    """Open a source; width/height > 0 resize every frame (and request that size from webcams)."""
+    """Open a source; width/height > 0 bound every frame (scaled down to fit, aspect ratio kept; webcams are
+    asked for that size)."""
     info = describe_source(spec)
     if info.kind == 'demo':
         faces = int(spec.split(':')[1]) if ':' in spec else 1
         if not 1 <= faces <= 64:
             raise SourceError(f'demo:N takes 1 to 64 faces, got {faces}')
-        return DemoSource(width or 640, height or 480, demo_frames, faces=faces)
+        return DemoSource(width, height, demo_frames, faces=faces)
     if info.kind == 'webcam':
         index = int(spec) if str(spec).strip().isdigit() else str(spec)
         return CaptureSource(index, info, width, height)

@@ -47,6 +47,51 @@ class LightState:
         return body
 
 
+    @property
+    def brightness_pct(self) -> float:
+        """Brightness as v2 takes it (percent, > 0 when on; the v1 minimum bri 1 is 0.39 %)."""
+        return round(max(100 / 254, min(100.0, self.brightness)), 2)
+
+    def color_xy(self) -> Optional[Tuple[float, float]]:
+        """The colour as CIE xy (v2 has no hue/sat: converted), None when off."""
+        if not self.on:
+            return None
+        if self.xy is not None:
+            return (round(self.xy[0], 4), round(self.xy[1], 4))
+        return hs_to_xy(self.hue, self.sat)
+
+    def describe(self) -> str:
+        """'on 80 % xy (0.675, 0.322) in 0.5 s' (API-neutral, for log lines)."""
+        if not self.on:
+            return f'off in {self.transition_s:g} s'
+        x, y = self.color_xy()
+        return f'on {self.brightness:g} % xy ({x:g}, {y:g}) in {self.transition_s:g} s'
+
+    def v2_body(self) -> Dict[str, Any]:
+        """Body of `PUT /clip/v2/resource/light/<id>` or `grouped_light/<id>`."""
+        body: Dict[str, Any] = {'on': {'on': self.on}}
+        if self.on:
+            x, y = self.color_xy()
+            body['dimming'] = {'brightness': self.brightness_pct}
+            body['color'] = {'xy': {'x': x, 'y': y}}
+        body['dynamics'] = {'duration': int(round(self.transition_s * 1000))}
+        return body
+
+
+def hs_to_xy(hue: int, sat: int) -> Tuple[float, float]:
+    """v1 hue (0-65535) / sat (0-254) at full value -> CIE xy, through sRGB with Philips' wide-gamut matrix."""
+    import colorsys
+    rgb = colorsys.hsv_to_rgb((hue % 65536) / 65536.0, min(sat, 254) / 254.0, 1.0)
+    r, g, b = (((c + 0.055) / 1.055) ** 2.4 if c > 0.04045 else c / 12.92 for c in rgb)
+    X = r * 0.664511 + g * 0.154324 + b * 0.162028
+    Y = r * 0.283881 + g * 0.668433 + b * 0.047685
+    Z = r * 0.000088 + g * 0.072310 + b * 0.986039
+    total = X + Y + Z
+    if total <= 0:
+        return (0.3227, 0.329)
+    return (round(X / total, 4), round(Y / total, 4))
+
+
 @dataclass(frozen=True)
 class ColorTable:
     states: Mapping[str, LightState]
@@ -127,13 +172,26 @@ def parse_colors(data: Any, source: str = 'colour table') -> ColorTable:
     return ColorTable(states, default)
 
 
+MAX_COLOR_FILE_BYTES = 1024 * 1024
+
+
 def load_colors(path) -> ColorTable:
+    """The table in `path`: a small regular file (FIFOs, devices and huge files are refused before reading)."""
     import yaml
+    from emotion_ros.core.hue_credentials import read_regular_file
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = read_regular_file(path, MAX_COLOR_FILE_BYTES, 'colour file')
+        if raw is None:
+            raise ColorConfigError(f'cannot read colour file {path}: No such file or directory')
+        data = yaml.safe_load(raw.decode('utf-8'))
     except OSError as exc:
-        raise ColorConfigError(f'cannot read colour file {path}: {exc.strerror or exc}') from exc
+        raise ColorConfigError(str(exc) if not getattr(exc, 'strerror', None)
+                               else f'cannot read colour file {path}: {exc.strerror}') from exc
+    except UnicodeDecodeError:
+        raise ColorConfigError(f'colour file {path} is not UTF-8 text') from None
+    except RecursionError:
+        raise ColorConfigError(f'colour file {path} is nested too deeply') from None
     except yaml.YAMLError as exc:
         raise ColorConfigError(f'colour file {path} is not valid YAML: {exc}') from exc
     return parse_colors(data, str(path))

@@ -1,19 +1,51 @@
-"""Where the Hue bridge username (an API secret) lives: a 0600 JSON file outside the repository.
+"""Where the Hue bridge keys live: a 0600 JSON file outside the repository, read and written without surprises.
 
-The username grants full control of the bridge, so it is never logged, never a ROS parameter (those are
-listable by anyone on the graph) and never written inside a git working tree.
+The v1 username / v2 application key grants full control of the bridge, so it is never logged, never a
+ROS parameter (those are listable by anyone on the graph) and never written inside a git working tree.
+Per bridge the file holds the application key, the v2 client key (from `generateclientkey`), the bridge
+id and the pinned certificate fingerprint together. Reading checks the file (regular, ours, small, valid)
+before anything else and only then tightens its mode, through the opened descriptor; writing never
+follows a symlink (exclusive create of a random name in a private folder, then an atomic rename).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import stat
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Iterable, Optional
+
+MAX_KEY_FILE_BYTES = 64 * 1024
 
 
 class CredentialsError(OSError):
-    """The username file cannot be used; the message says why (never the username)."""
+    """The key file cannot be used; the message says why (never the key)."""
+
+
+@dataclass(frozen=True)
+class BridgeCredentials:
+    username: str                 # v1 username = v2 hue-application-key
+    clientkey: str = ''           # v2 client key (entertainment streaming), stored with the key, unused here
+    bridge_id: str = ''           # lower-case, as the bridge reports it in /api/0/config
+    cert_sha256: str = ''         # pinned HTTPS certificate (pin-on-first-use)
+    api: str = ''                 # 'v1' or 'v2': what the bridge was paired over
+
+    def secrets(self) -> Iterable[str]:
+        return [s for s in (self.username, self.clientkey) if s]
+
+
+def redact(text: str, secret_values: Iterable[str]) -> str:
+    """`text` with every given secret (and anything that looks like a 40-char Hue key) replaced."""
+    for value in secret_values:
+        if value and len(value) >= 4:
+            text = text.replace(value, '<key>')
+    return _KEYLIKE.sub('<key>', text)
+
+
+_KEYLIKE = re.compile(r'(?<![0-9A-Za-z-])[0-9A-Za-z-]{40}(?![0-9A-Za-z-])')   # the shape of a Hue key
 
 
 def default_username_file() -> Path:
@@ -29,53 +61,128 @@ def _inside_git_tree(path: Path) -> Optional[Path]:
 
 
 def check_location(path: Path) -> None:
-    repo = _inside_git_tree(path)
+    repo = _inside_git_tree(Path(path))
     if repo is not None:
-        raise CredentialsError(f'refusing to keep the Hue username in {path}: it is inside the git working '
+        raise CredentialsError(f'refusing to keep the Hue key in {path}: it is inside the git working '
                                f'tree {repo} (choose a path outside it, e.g. {default_username_file()})')
 
 
-def load_username(path: Path, bridge: str) -> Optional[str]:
-    """The stored username for `bridge` (host[:port]), or None. Tightens a too-open file to 0600."""
+def read_regular_file(path: Path, max_bytes: int, what: str, follow_symlinks: bool = True,
+                      private: bool = False) -> Optional[bytes]:
+    """The bytes of a small regular file, or None if it does not exist.
+
+    Refuses (CredentialsError) FIFOs, devices, sockets and folders before opening them for reading, files
+    larger than `max_bytes`, and with `follow_symlinks=False` symlinks. With `private`, the file must be
+    owned by this user; a group/other-readable one is tightened to 0600 through the descriptor, after the
+    checks. The open is non-blocking and re-checked with fstat, so a file swapped in between is caught."""
     path = Path(path)
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        text = path.read_text()
+        st = os.stat(path, follow_symlinks=follow_symlinks)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise CredentialsError(f'cannot read {path}: {exc.strerror or exc}') from exc
-    if mode & 0o077:
-        os.chmod(path, 0o600)
+        raise CredentialsError(f'cannot read {what} {path}: {exc.strerror or exc}') from None
+    if stat.S_ISLNK(st.st_mode):
+        raise CredentialsError(f'{what} {path} is a symlink: refusing it (point the parameter at the real file)')
+    if not stat.S_ISREG(st.st_mode):
+        raise CredentialsError(f'{what} {path} is not a regular file: refusing to read it')
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0) | (0 if follow_symlinks else os.O_NOFOLLOW)
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise CredentialsError(f'{path} is not valid JSON (delete it to pair again)') from exc
-    if not isinstance(data, dict):
-        raise CredentialsError(f'{path}: expected a JSON object of bridge -> username (delete it to pair again)')
-    value = data.get(bridge)
-    return value if isinstance(value, str) and value else None
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise CredentialsError(f'cannot read {what} {path}: {exc.strerror or exc}') from None
+    try:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+            raise CredentialsError(f'{what} {path} changed while it was opened: refusing it')
+        if fst.st_size > max_bytes:
+            raise CredentialsError(f'{what} {path} is {fst.st_size} bytes, more than the {max_bytes} allowed')
+        if private and fst.st_uid != os.geteuid():
+            raise CredentialsError(f'{what} {path} belongs to uid {fst.st_uid}, not to this user: refusing it')
+        chunks, total = [], 0
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            chunks.append(data)
+            total += len(data)
+            if total > max_bytes:
+                raise CredentialsError(f'{what} {path} is larger than the {max_bytes} bytes allowed')
+        data = b''.join(chunks)
+        if private:
+            _parse(data, path)                         # valid before its mode is touched
+            if stat.S_IMODE(fst.st_mode) & 0o077:
+                os.fchmod(fd, 0o600)
+        return data
+    finally:
+        os.close(fd)
 
 
-def store_username(path: Path, bridge: str, username: str) -> None:
-    """Add or replace `bridge`'s username; the file is created 0600 (its folder 0700) and replaced atomically."""
+def _parse(data: bytes, path: Path) -> Dict[str, BridgeCredentials]:
+    try:
+        raw = json.loads(data.decode('utf-8'))
+    except (ValueError, RecursionError):
+        raise CredentialsError(f'{path} is not valid JSON (delete it to pair again)') from None
+    if not isinstance(raw, dict):
+        raise CredentialsError(f'{path}: expected a JSON object of bridge -> key (delete it to pair again)')
+    out = {}
+    for bridge, value in raw.items():
+        if isinstance(value, str):                     # the format before v2: bridge -> username
+            value = {'username': value}
+        if not isinstance(value, dict) or not isinstance(value.get('username'), str) or not value['username'] \
+                or not all(isinstance(value.get(k, ''), str) for k in ('clientkey', 'bridge_id', 'cert_sha256', 'api')):
+            raise CredentialsError(f'{path}: the entry for {bridge!r} is not a key record (delete it to pair again)')
+        out[bridge] = BridgeCredentials(**{k: value.get(k, '') for k in BridgeCredentials.__dataclass_fields__})
+    return out
+
+
+def load_all(path: Path) -> Dict[str, BridgeCredentials]:
+    data = read_regular_file(path, MAX_KEY_FILE_BYTES, 'key file', follow_symlinks=False, private=True)
+    return {} if data is None else _parse(data, Path(path))
+
+
+def load_credentials(path: Path, bridge: str) -> Optional[BridgeCredentials]:
+    """The stored record for `bridge` (as configured, or a bridge id), or None."""
+    return load_all(path).get(bridge)
+
+
+def load_username(path: Path, bridge: str) -> Optional[str]:
+    creds = load_credentials(path, bridge)
+    return creds.username if creds else None
+
+
+def _private_folder(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode):
+        raise CredentialsError(f'{folder} is not a folder (a symlink?): refusing to write the key there')
+    if st.st_uid != os.geteuid():
+        raise CredentialsError(f'{folder} belongs to uid {st.st_uid}: refusing to write the key there')
+    if stat.S_IMODE(st.st_mode) & 0o022:
+        raise CredentialsError(f'{folder} is writable by others (mode {stat.S_IMODE(st.st_mode):o}): refusing to '
+                               'write the key there (chmod 700 it)')
+
+
+def store_credentials(path: Path, bridge: str, creds: BridgeCredentials) -> None:
+    """Add or replace `bridge`'s record; the file is 0600 in a private folder and replaced atomically."""
     path = Path(path)
     check_location(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    data = {}
-    try:
-        existing = json.loads(path.read_text())
-        if isinstance(existing, dict):
-            data = existing
-    except (OSError, ValueError):
-        pass
-    data[bridge] = username
-    tmp = path.with_name(path.name + '.tmp')
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    _private_folder(path.parent)
+    data = {k: {f: v for f, v in asdict(c).items() if v} for k, c in load_all(path).items()}
+    data[bridge] = {f: v for f, v in asdict(creds).items() if v}
+    tmp = path.with_name(f'.{path.name}.{secrets.token_hex(8)}.tmp')
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0), 0o600)
     try:
         os.fchmod(fd, 0o600)
         os.write(fd, (json.dumps(data, indent=1) + '\n').encode())
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
-    os.replace(tmp, path)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)                              # rename replaces a planted symlink, never writes through it
+
+
+def store_username(path: Path, bridge: str, username: str) -> None:
+    store_credentials(path, bridge, BridgeCredentials(username))

@@ -37,7 +37,8 @@ def select_face(observations: Iterable[Observation], follow_id: str = '') -> Opt
 
 class ExpressionHold:
     """Accept a new expression only after it was seen without a break, each time with at least
-    `min_confidence`, for `hold_s`: one odd frame never switches the light."""
+    `min_confidence`, for `hold_s`: one odd frame never switches the light. A confidence that is not a
+    finite number in [0, 1] (NaN, inf from a broken model) never counts."""
 
     def __init__(self):
         self.accepted: Optional[str] = None
@@ -48,7 +49,8 @@ class ExpressionHold:
     def observe(self, label: str, confidence: float, now: float, hold_s: float, min_confidence: float) -> Optional[str]:
         """The newly accepted label, or None when nothing changes."""
         self._last_face = now
-        if confidence < min_confidence:
+        if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0 and confidence >= min_confidence):
+            # NaN compares False with everything, so `confidence < min_confidence` would let it through
             self._candidate = None
             return None
         if label != self._candidate:
@@ -147,6 +149,13 @@ class LightScheduler:
         if target.kind == 'group':
             self._group_limit.record(now)
         return self.wanted
+
+    def finished(self, target: Target, now: float) -> None:
+        """The request for `target` returned at `now` (answered or not): the rate limits count from here, so
+        the bridge sees commands at least 1/rate apart however long one took to arrive."""
+        self._light_limit.record(now)
+        if target.kind == 'group':
+            self._group_limit.record(now)
 
     def sent(self, target: Target, state: LightState, now: float) -> None:
         st = self._state[target]

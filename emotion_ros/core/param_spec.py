@@ -24,6 +24,19 @@ class ParamSpec:
     check: Optional[Callable[[Any], Optional[str]]] = None
     read_only: bool = False
     also_accepts: tuple = ()  # other types converted to the default's type (e.g. source:=0 for a webcam)
+    # How a runtime change takes effect: None = the node reads the value at each use; else the name of a node
+    # method called with the new value once accepted (it may raise ValueError to refuse). read_only = it cannot.
+    on_change: Optional[str] = None
+
+    def __post_init__(self):
+        if self.read_only and self.on_change:
+            raise ValueError(f'{self.name}: a read-only parameter has no on_change')
+
+    def runtime(self) -> str:
+        """How a change at runtime behaves, in words (for `ros2 param describe` and docs/parameters.md)."""
+        if self.read_only:
+            return 'read-only (set at start)'
+        return 'applies at once'
 
     @property
     def type(self) -> type:

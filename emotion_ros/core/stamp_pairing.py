@@ -40,6 +40,15 @@ class StampPairer:
             self.dropped_faces += 1
         return None
 
+    def set_capacity(self, max_images: int, max_faces: int) -> None:
+        """Change the bounds at runtime; entries beyond a smaller bound are dropped, oldest first."""
+        self._max_images, self._max_faces = int(max_images), int(max_faces)
+        for cache, bound, attr in ((self._images, self._max_images, 'dropped_images'),
+                                   (self._faces, self._max_faces, 'dropped_faces')):
+            while len(cache) > bound:
+                cache.popitem(last=False)
+                setattr(self, attr, getattr(self, attr) + 1)
+
     def image(self, key: Hashable) -> Optional[Any]:
         return self._images.get(key)
 

@@ -6,7 +6,6 @@ callbacks resolve, so one single-threaded executor serves both (also inside `emo
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -14,21 +13,19 @@ from typing import List, Optional
 
 import numpy as np
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from rclpy.task import Future
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 
-from emotion_msgs.msg import FaceArray
+from emotion_msgs.msg import DatasetCounts, FaceArray
 from emotion_msgs.srv import Capture
-from emotion_ros.core.face_crop import MARGIN_FOR_BACKEND, crop_face
-from emotion_ros.core.face_detection import BACKENDS, DEFAULT_BACKEND
+from emotion_ros.core.face_crop import clip_box, crop_face, margin_of
 from emotion_ros.core.facelabeler_dataset import DatasetError, DatasetWriter, UnknownLabel
 from emotion_ros.core.image_encoding import ImageDecodeError
+from emotion_ros.core.log_text import untrusted
 from emotion_ros.core.param_spec import ParamSpec
 from emotion_ros.core.stamp_pairing import StampPairer
+from emotion_ros.nodes.managed_node import ManagedNode
 from emotion_ros.nodes.node_main import StartupError, main_for
-from emotion_ros.nodes.params import declare_params
 from emotion_ros.nodes.qos import latched_qos, latest_frame_qos, results_qos
 from emotion_ros.nodes.ros_image import image_to_bgr
 from emotion_ros.nodes.throttled_log import ThrottledLog
@@ -39,16 +36,15 @@ SPECS = (
     ParamSpec('dataset_dir', '~/emotion_dataset', 'FaceLabeler folder (labelList.csv, faceLabels.csv, Images/); '
               'created with the default labels if missing', check=lambda v: None if v.strip() else 'must not be empty',
               read_only=True),
-    ParamSpec('face_detector_backend', DEFAULT_BACKEND, 'detector that made the face boxes (' + ', '.join(BACKENDS)
-              + '): selects the crop margin measured for its boxes, as the classifier does', choices=BACKENDS),
     ParamSpec('grayscale', True, 'save single-channel crops (what the classifier sees); false = colour'),
     ParamSpec('crop_size', 48, 'side of the saved square crop in pixels (48 = the classifier input)', min=16, max=1024),
     ParamSpec('no_face_timeout_s', 2.0, 'a capture ends with "no face" after this long without a face',
               min=0.1, max=60.0),
     ParamSpec('max_count', 1000, 'most crops one capture request may ask for', min=1, max=100000),
     ParamSpec('target_per_label', 300, 'images per label to aim for; published with the counts so a UI can '
-              'show progress', min=0, max=10_000_000),
-    ParamSpec('pairing_cache', 10, 'images (and face lists) kept while waiting for their partner', min=1, max=1000),
+              'show progress', min=0, max=10_000_000, on_change='_republish_counts'),
+    ParamSpec('pairing_cache', 10, 'images (and face lists) kept while waiting for their partner', min=1, max=1000,
+              on_change='_set_pairing_cache'),
 )
 
 
@@ -72,39 +68,70 @@ class _Burst:
     saved: List[str] = field(default_factory=list)
     images: int = 0
     last_saved_ns: Optional[int] = None
+    last_problem: str = ''
 
 
-class DatasetRecorderNode(Node):
+class DatasetRecorderNode(ManagedNode):
+    """configure opens the dataset folder and creates ~/counts, ~/capture and the inputs; activate publishes
+    the counts; deactivate and cleanup end a running capture with the reason."""
+    SPECS = SPECS
+
     def __init__(self, **node_kwargs):
         super().__init__('dataset_recorder', **node_kwargs)
-        self.p = declare_params(self, SPECS)
+
+    def setup(self) -> None:
+        self._log = ThrottledLog(self.get_logger(), period_s=5.0)
+        self._burst: Optional[_Burst] = None
+        self._timer = None
+        self.dataset = None
+
+    def configure(self) -> None:
         try:
             self.dataset = DatasetWriter(self.p['dataset_dir'])
         except DatasetError as exc:
             raise StartupError(str(exc)) from exc
         for problem in self.dataset.problems[:10]:
-            self.get_logger().warning(problem)
+            self.get_logger().warning(untrusted(problem, 300))   # quotes rows of the folder's CSV files
         if len(self.dataset.problems) > 10:
             self.get_logger().warning(f'... {len(self.dataset.problems) - 10} more problems in {self.dataset.root}')
-        self._log = ThrottledLog(self.get_logger(), period_s=5.0)
-        self._burst: Optional[_Burst] = None
-        self._timer = None
         self.pairer = StampPairer(self.p['pairing_cache'], self.p['pairing_cache'])
-        self._counts_pub = self.create_publisher(String, '~/counts', latched_qos())
+        self._counts_pub = self.create_publisher(DatasetCounts, '~/counts', latched_qos())
         self.create_subscription(Image, 'image', self._on_image, latest_frame_qos())
         self.create_subscription(FaceArray, 'faces', self._on_faces, results_qos(depth=1))
         self.create_service(Capture, '~/capture', self._on_capture, callback_group=ReentrantCallbackGroup())
-        self.publish_counts()
         total = sum(self.dataset.counts.values())
-        self.get_logger().info(f'dataset {self.dataset.root}: {total} images, labels {", ".join(self.dataset.labels)}')
+        labels = ', '.join(untrusted(x) for x in self.dataset.labels)
+        self.get_logger().info(f'dataset {self.dataset.root}: {total} images, labels {labels}')
+
+    def activate(self) -> None:
+        self.publish_counts()
+
+    def deactivate(self) -> None:
+        if self._burst is not None:
+            self._finish(False, 'recorder deactivated')
+
+    def cleanup(self) -> None:
+        if self._burst is not None:
+            self._finish(False, 'node shutting down')
+        self.dataset = None
 
     def publish_counts(self) -> None:
         counts = self.dataset.counts_dict()
-        self._counts_pub.publish(String(data=json.dumps({
-            'dataset': str(self.dataset.root), 'labels': self.dataset.labels, 'counts': counts,
-            'total': sum(counts.values()), 'target_per_label': self.p['target_per_label']})))
+        msg = DatasetCounts(dataset=str(self.dataset.root), labels=list(counts),
+                            counts=[int(n) for n in counts.values()], total=int(sum(counts.values())),
+                            target_per_label=int(self.p['target_per_label']))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._counts_pub.publish(msg)
+
+    def _republish_counts(self, _value) -> None:
+        self.publish_counts()
+
+    def _set_pairing_cache(self, value: int) -> None:
+        self.pairer.set_capacity(value, value)
 
     def _refusal(self, request) -> Optional[str]:
+        if not self.active:
+            return 'the recorder is not active (lifecycle state: ' + self._state_machine.current_state[1] + ')'
         if self._burst is not None:
             b = self._burst
             return f'busy: capturing {b.count} {b.label} ({len(b.saved)} saved so far)'
@@ -124,7 +151,7 @@ class DatasetRecorderNode(Node):
         reason = self._refusal(request)
         if reason:
             response.success, response.message = False, reason
-            self.get_logger().warning(f'capture refused: {reason}')
+            self._log.warning('capture_refused', f'capture refused: {reason}')
             return response
         burst = _Burst(label=self.dataset.resolve_label(request.label), count=max(1, request.count),
                        interval_ns=int(round(request.interval * 1e9)), done=Future(), last_face=time.monotonic())
@@ -133,7 +160,10 @@ class DatasetRecorderNode(Node):
         self._timer = self.create_timer(0.1, self._check_no_face)
         success, message = await burst.done
         response.success, response.message, response.saved = success, message, list(burst.saved)
-        (self.get_logger().info if success else self.get_logger().warning)(f'capture: {message}')
+        if success:   # two call sites: rclpy refuses a second severity from one line of code
+            self.get_logger().info(f'capture: {message}')
+        else:
+            self._log.warning('capture_failed', f'capture: {message}')
         return response
 
     def _finish(self, success: bool, message: str) -> None:
@@ -153,7 +183,8 @@ class DatasetRecorderNode(Node):
             self._finish(False, f'no face: no image with its face list arrived in {waited} '
                                 '(is the camera and face detector running, `image` remapped?)')
         elif not b.saved:
-            self._finish(False, f'no face in {b.images} images over {waited}')
+            why = f' (faces seen but unusable: {b.last_problem})' if b.last_problem else ''
+            self._finish(False, f'no face in {b.images} images over {waited}{why}')
         else:
             self._finish(False, f'no face for {waited}: saved {len(b.saved)} of {b.count} {b.label}')
 
@@ -174,23 +205,20 @@ class DatasetRecorderNode(Node):
         b.images += 1
         if not faces_msg.faces:
             return
-        b.last_face = time.monotonic()
         stamp = faces_msg.header.stamp.sec * 1_000_000_000 + faces_msg.header.stamp.nanosec
         if b.last_saved_ns is not None and stamp - b.last_saved_ns < b.interval_ns:
+            b.last_face = time.monotonic()
             return
         try:
             image = image_to_bgr(image_msg)
         except ImageDecodeError as exc:
-            self._log.warning('decode', f'image skipped: {exc}')
+            b.last_problem = f'image skipped: {exc}'
+            self._log.warning('decode', b.last_problem)
             return
-        roi = max(faces_msg.faces, key=lambda f: f.roi.width * f.roi.height).roi
-        box = (roi.x_offset, roi.y_offset, roi.width, roi.height)
-        try:
-            crop = (crop_face if self.p['grayscale'] else crop_face_bgr)(
-                image, box, size=self.p['crop_size'], margin=MARGIN_FOR_BACKEND[self.p['face_detector_backend']])
-        except ValueError as exc:
-            self._log.warning('crop', f'face skipped: {exc}')
+        crop = self._largest_usable_crop(image, faces_msg)
+        if crop is None:
             return
+        b.last_face = time.monotonic()
         try:
             b.saved.append(self.dataset.save(crop, b.label))
         except OSError as exc:
@@ -202,10 +230,28 @@ class DatasetRecorderNode(Node):
         if len(b.saved) >= b.count:
             self._finish(True, f'saved {len(b.saved)} {b.label}')
 
-    def destroy_node(self):
-        if getattr(self, '_burst', None) is not None:
-            self._finish(False, 'node shutting down')
-        super().destroy_node()
+    def _largest_usable_crop(self, image: np.ndarray, faces_msg: FaceArray) -> Optional[np.ndarray]:
+        """Crop of the largest face whose box, clipped to the image, can be cropped; None, with the reason
+        kept for the capture's answer, when none can (boxes outside or far larger than the image)."""
+        b, h, w = self._burst, image.shape[0], image.shape[1]
+        usable = []
+        for face in faces_msg.faces:
+            box = (face.roi.x_offset, face.roi.y_offset, face.roi.width, face.roi.height)
+            try:
+                _, _, cw, ch = clip_box(box, w, h)
+                usable.append((cw * ch, box))
+            except ValueError as exc:
+                b.last_problem = f'face {untrusted(face.id)} skipped: {exc}'
+        for _, box in sorted(usable, key=lambda a: -a[0]):
+            try:
+                return (crop_face if self.p['grayscale'] else crop_face_bgr)(
+                    image, box, size=self.p['crop_size'], margin=margin_of(faces_msg.crop_margin))
+            except ValueError as exc:
+                b.last_problem = f'face skipped: {exc}'
+        if b.last_problem:
+            self._log.warning('crop', b.last_problem)
+        return None
+
 
 
 main = main_for(DatasetRecorderNode)

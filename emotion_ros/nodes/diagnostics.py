@@ -13,7 +13,10 @@ class NodeDiagnostics:
     """Counts processed frames, latencies and drops; publishes a status once per `period_s`.
 
     `extra()` adds fixed facts (model, backend, source). Level: WARN when a frame was dropped or an error
-    was logged in the last period, ERROR when nothing was processed for 5 periods while input arrived.
+    was logged in the last period, or when frames were missed (the machine could not keep up: the node
+    processes the newest frame and older ones are replaced, see core.frame_pacing); ERROR when nothing was
+    processed for 5 periods while input arrived. Frames skipped by a configured rate limit are counted
+    (`skipped`) but are no warning: that is what was asked for.
     """
 
     def __init__(self, node: Node, extra: Callable[[], Dict[str, str]], period_s: float = 1.0):
@@ -24,10 +27,14 @@ class NodeDiagnostics:
         self.processed = 0
         self.inputs = 0
         self.dropped = 0
+        self.skipped = 0
+        self.missed = 0
         self.errors = 0
         self.last_error = ''
         self._period_errors = 0
         self._period_drops = 0
+        self._period_missed = 0
+        self._period_processed = 0
         self._last_processed_at = time.monotonic()
         node.create_timer(period_s, self.publish)
 
@@ -37,6 +44,7 @@ class NodeDiagnostics:
     def done(self, latency_s: float = 0.0) -> None:
         now = time.monotonic()
         self.processed += 1
+        self._period_processed += 1
         self._times.append(now)
         self._latencies.append(latency_s)
         self._last_processed_at = now
@@ -44,6 +52,11 @@ class NodeDiagnostics:
     def drop(self, n: int = 1) -> None:
         self.dropped += n
         self._period_drops += n
+
+    def pacing(self, skipped: int, missed: int) -> None:
+        """Totals from a FramePacer: frames skipped by the rate limit, frames missed while busy."""
+        self._period_missed += max(0, missed - self.missed)
+        self.skipped, self.missed = skipped, missed
 
     def error(self, text: str) -> None:
         self.errors += 1
@@ -58,12 +71,17 @@ class NodeDiagnostics:
         p50 = lat[len(lat) // 2] * 1e3 if lat else 0.0
         p95 = lat[min(len(lat) - 1, int(len(lat) * 0.95))] * 1e3 if lat else 0.0
         level, message = DiagnosticStatus.OK, 'ok'
+        if self._period_missed:
+            share = self._period_processed / max(1, self._period_processed + self._period_missed)
+            level, message = DiagnosticStatus.WARN, (f'not keeping up: processed {share:.0%} of frames in the last '
+                                                     f'{self._period:g} s, always the newest (skipping evenly)')
         if self._period_errors or self._period_drops:
             level, message = DiagnosticStatus.WARN, self.last_error or f'{self._period_drops} dropped'
         if self.inputs and now - self._last_processed_at > 5 * self._period and self.processed < self.inputs:
             level, message = DiagnosticStatus.ERROR, 'input arrives but nothing is processed'
         values = {'rate_hz': f'{rate:.2f}', 'processed': str(self.processed), 'inputs': str(self.inputs),
-                  'dropped': str(self.dropped), 'errors': str(self.errors), 'latency_p50_ms': f'{p50:.2f}',
+                  'dropped': str(self.dropped), 'skipped_rate_limit': str(self.skipped),
+                  'missed_busy': str(self.missed), 'errors': str(self.errors), 'latency_p50_ms': f'{p50:.2f}',
                   'latency_p95_ms': f'{p95:.2f}', 'last_error': self.last_error}
         values.update(self._extra())
         return DiagnosticStatus(level=level, name=self._node.get_fully_qualified_name(), message=message,
@@ -73,7 +91,7 @@ class NodeDiagnostics:
         msg = DiagnosticArray(status=[self.status()])
         msg.header.stamp = self._node.get_clock().now().to_msg()
         self._pub.publish(msg)
-        self._period_errors = self._period_drops = 0
+        self._period_errors = self._period_drops = self._period_missed = self._period_processed = 0
 
 
 def latency_since(node: Node, header) -> float:

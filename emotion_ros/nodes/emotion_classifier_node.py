@@ -1,16 +1,18 @@
 """emotion_classifier_node: image + faces in, one EmotionArray per frame out (+ an annotated image)."""
 from __future__ import annotations
 
-import numpy as np
-from sensor_msgs.msg import Image
+import math
 
-from emotion_msgs.msg import Emotion, EmotionArray, FaceArray
-from emotion_ros.core.affect import valence_arousal
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+
+from emotion_msgs.msg import Emotion, EmotionArray, Face, FaceArray
 from emotion_ros.core.annotate import draw_faces
-from emotion_ros.core.emotion_model import EmotionModel, ModelLoadError, default_model_path, resolve_model_path
-from emotion_ros.core.face_crop import MARGIN_FOR_BACKEND, crop_face
-from emotion_ros.core.face_detection import BACKENDS, DEFAULT_BACKEND
+from emotion_ros.core.emotion_model import ModelLoadError, default_model_path, load_fastest, resolve_model_path
+from emotion_ros.core.emotion_pipeline import EmotionPipeline
+from emotion_ros.core.face_crop import margin_of
 from emotion_ros.core.image_encoding import ImageDecodeError
+from emotion_ros.core.image_header import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT
+from emotion_ros.core.log_text import untrusted
 from emotion_ros.core.param_spec import ParamSpec
 from emotion_ros.core.score_smoothing import ScoreSmoother
 from emotion_ros.core.stamp_pairing import StampPairer
@@ -18,26 +20,34 @@ from emotion_ros.nodes.diagnostics import NodeDiagnostics, latency_since
 from emotion_ros.nodes.managed_node import ManagedNode
 from emotion_ros.nodes.node_main import StartupError, main_for
 from emotion_ros.nodes.qos import latest_frame_qos, results_qos
-from emotion_ros.nodes.ros_image import bgr_to_image, image_to_bgr
+from emotion_ros.nodes.ros_image import bgr_to_image, compressed_to_bgr, image_to_bgr
 from emotion_ros.nodes.throttled_log import ThrottledLog
 
 SPECS = (
     ParamSpec('model_path', '', 'TFLite emotion model (.tflite, labels file beside it), or the name of a '
-              'shipped one (emotion, emotion_accurate, emotion_fast); empty = the default shipped model',
+              'shipped one (emotion, emotion_accurate, emotion_fast, emotion_small); empty = the default shipped model',
               read_only=True),
     ParamSpec('fallback_to_default_model', False, 'when model_path cannot be loaded, log the reason and use '
               'the packaged model instead of refusing to start', read_only=True),
-    ParamSpec('face_detector_backend', DEFAULT_BACKEND, 'detector that made the face boxes (' + ', '.join(BACKENDS)
-              + '): selects the crop margin measured for its boxes (docs/face_crop.md)', choices=BACKENDS),
-    ParamSpec('num_threads', 2, 'CPU threads for inference', min=1, max=64, read_only=True),
+    ParamSpec('model_precision', 'auto', 'which export of the model to run: auto = time the int8 and the float32 '
+              'export on a dummy batch at configure and keep the faster (int8 wins only on CPUs with int8 dot '
+              'products); int8 / float32 force one', choices=('auto', 'int8', 'float32'), read_only=True),
+    ParamSpec('num_threads', 1, 'CPU threads for inference (1: a second thread cost more CPU per face and no '
+              'latency on a busy 2-core machine; emotion_ros.core.cpu_threads)', min=1, max=64, read_only=True),
     ParamSpec('max_faces', 32, 'classify at most this many faces per frame (largest first); the rest are '
               'reported without an expression', min=1, max=1024),
     ParamSpec('smoothing_time_constant_s', 0.3, 'time constant of the per-track moving average of scores '
-              '(0 = no smoothing)', min=0.0, max=60.0),
+              '(0 = no smoothing)', min=0.0, max=60.0, on_change='_set_smoothing_time_constant'),
     ParamSpec('smoothing_max_age_s', 2.0, 'forget a track\'s smoothed scores after this long unseen',
-              min=0.0, max=3600.0),
-    ParamSpec('pairing_cache', 10, 'images (and face lists) kept while waiting for their partner', min=1, max=1000),
+              min=0.0, max=3600.0, on_change='_set_smoothing_max_age'),
+    ParamSpec('pairing_cache', 10, 'images (and face lists) kept while waiting for their partner', min=1, max=1000,
+              on_change='_set_pairing_cache'),
     ParamSpec('annotate', True, 'publish image_annotated (only drawn while someone subscribes)'),
+    ParamSpec('image_transport', 'raw', 'subscribe to `image` (raw) or `image/compressed` (JPEG/PNG '
+              'CompressedImage, decoded only for frames that have faces): compressed across a network link, '
+              'docs/multi_machine.md', choices=('raw', 'compressed'), read_only=True),
+    ParamSpec('max_pixels', DEFAULT_MAX_PIXELS, 'compressed images whose header declares more pixels than this '
+              'are refused before decoding', min=1, max=MAX_PIXELS_LIMIT),
 )
 
 
@@ -62,38 +72,51 @@ class EmotionClassifierNode(ManagedNode):
     def _load_model(self) -> str:
         path = str(resolve_model_path(self.p['model_path']))
         try:
-            self.model = EmotionModel(path, num_threads=self.p['num_threads'])
-            return path
+            self.model, why = load_fastest(path, self.p['model_precision'], self.p['num_threads'])
         except ModelLoadError as exc:
             if not (self.p['model_path'] and self.p['fallback_to_default_model']):
                 raise StartupError(f'emotion model: {exc}') from exc
             self.get_logger().error(f'emotion model: {exc}; falling back to the packaged model')
-        path = str(default_model_path())
-        try:
-            self.model = EmotionModel(path, num_threads=self.p['num_threads'])
-        except ModelLoadError as exc:
-            raise StartupError(f'packaged emotion model: {exc}') from exc
-        return path
+            path = str(default_model_path())
+            try:
+                self.model, why = load_fastest(path, 'auto', self.p['num_threads'])
+            except ModelLoadError as exc:
+                raise StartupError(f'packaged emotion model: {exc}') from exc
+        self.get_logger().info(f'emotion model export: {self.model.path.name}: {why}')
+        return str(self.model.path)
 
     def configure(self) -> None:
         path = self._load_model()
         self.labels = list(self.model.labels)
         self.smoother = ScoreSmoother(self.p['smoothing_time_constant_s'], self.p['smoothing_max_age_s'])
+        self.pipeline = EmotionPipeline(self.model, self.smoother, self.p['max_faces'])
         self.pairer = StampPairer(self.p['pairing_cache'], self.p['pairing_cache'])
         self.model_path = path
         self._dropped_seen = 0
         self._emotions_pub = self.create_lifecycle_publisher(EmotionArray, 'emotions', results_qos())
         self._annotated_pub = self.create_lifecycle_publisher(Image, 'image_annotated', latest_frame_qos())
         self._subscriptions_ = [
+            self.create_subscription(CompressedImage, 'image/compressed', self._on_image, latest_frame_qos())
+            if self.p['image_transport'] == 'compressed' else
             self.create_subscription(Image, 'image', self._on_image, latest_frame_qos()),
             self.create_subscription(FaceArray, 'faces', self._on_faces, results_qos(depth=1)),
         ]
-        self.get_logger().info(f'model {path} ({len(self.labels)} labels: {", ".join(self.labels)})')
+        labels = ', '.join(untrusted(x) for x in self.labels)   # a labels file is text from outside
+        self.get_logger().info(f'model {path} ({len(self.labels)} labels: {labels})')
 
     def cleanup(self) -> None:
-        for sub in self._subscriptions_:
-            self.destroy_subscription(sub)
-        self._subscriptions_ = []
+        self._subscriptions_ = []  # destroyed by ManagedNode with everything configure() created
+        self.model = None
+        self.pipeline = None
+
+    def _set_smoothing_time_constant(self, value: float) -> None:
+        self.smoother.time_constant_s = value
+
+    def _set_smoothing_max_age(self, value: float) -> None:
+        self.smoother.max_age_s = value
+
+    def _set_pairing_cache(self, value: int) -> None:
+        self.pairer.set_capacity(value, value)
 
     def _on_image(self, msg: Image) -> None:
         if not self.active:
@@ -115,38 +138,28 @@ class EmotionClassifierNode(ManagedNode):
 
     def _classify(self, image_msg: Image, faces_msg: FaceArray) -> None:
         try:
-            image = image_to_bgr(image_msg)
+            image = (compressed_to_bgr(image_msg, self.p['max_pixels']) if isinstance(image_msg, CompressedImage)
+                     else image_to_bgr(image_msg))
         except ImageDecodeError as exc:
             self._log.warning('decode', f'image skipped: {exc}')
             return
         faces = list(faces_msg.faces)
-        order = sorted(range(len(faces)), key=lambda i: -faces[i].roi.width * faces[i].roi.height)
-        chosen = sorted(order[:self.p['max_faces']])
-        if len(faces) > len(chosen):
-            self._log.warning('too_many', f'{len(faces)} faces in one frame; classifying the largest '
-                              f'{len(chosen)} (max_faces)')
-        crops, valid = [], []
-        for i in chosen:
-            roi = faces[i].roi
-            try:
-                crops.append(crop_face(image, (roi.x_offset, roi.y_offset, roi.width, roi.height),
-                                       margin=MARGIN_FOR_BACKEND[self.p['face_detector_backend']]))
-                valid.append(i)
-            except ValueError as exc:
-                self._log.warning('bad_box', f'face {faces[i].id or i} skipped: {exc}')
-        chosen = valid
-        probs = self.model.predict(np.stack(crops)) if crops else np.zeros((0, len(self.labels)), np.float32)
+        self.pipeline.max_faces = self.p['max_faces']
         t = faces_msg.header.stamp.sec + faces_msg.header.stamp.nanosec * 1e-9
+        result = self.pipeline.process(
+            image, [(f.roi.x_offset, f.roi.y_offset, f.roi.width, f.roi.height) for f in faces],
+            [f.id for f in faces], t, margin=margin_of(faces_msg.crop_margin), display=untrusted)
+        for key, message in result.problems:
+            self._log.warning(key, message)
         emotions = []
-        for i, p in zip(chosen, probs):
-            face = faces[i]
-            p = self.smoother.update(face.id, p, t)
-            top = int(np.argmax(p))
-            v, a = valence_arousal(self.labels, p)
-            emotions.append(Emotion(header=faces_msg.header, face=face, expression=self.labels[top],
-                                    confidence=float(p[top]), valence=float(v), arousal=float(a),
-                                    labels=self.labels, scores=[float(x) for x in p]))
-        self.smoother.forget_older_than(t)
+        for r in result.faces:
+            x, y, w, h = r.box
+            score = float(faces[r.index].confidence)   # a NaN detector score is not passed on
+            face = Face(id=r.track_id, confidence=min(max(score, 0.0), 1.0) if math.isfinite(score) else 0.0,
+                        roi=RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h))
+            emotions.append(Emotion(header=faces_msg.header, face=face, expression=r.expression,
+                                    confidence=r.confidence, valence=r.valence, arousal=r.arousal,
+                                    labels=self.labels, scores=r.scores.tolist()))
         self._publish(faces_msg, emotions, image)
 
     def _publish(self, faces_msg: FaceArray, emotions, image=None) -> None:

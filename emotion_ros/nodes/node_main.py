@@ -1,22 +1,54 @@
 """Start one node in its own process: clear one-line errors and a non-zero exit instead of tracebacks."""
 from __future__ import annotations
 
+import signal
 import sys
+import time
 from typing import Callable, Optional, Sequence
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
+from emotion_ros.core.cpu_threads import limit_native_threads
+from emotion_ros.core.frame_memory import keep_frame_buffers
 from emotion_ros.core.param_spec import ParameterError
+
+
+# A node that finished (lifecycle `shutdown`, end of a file) keeps spinning this long before it destroys its
+# participant: the shutdown transition's reply is sent from the executor, and a participant destroyed at once lost
+# it under load (`ros2 lifecycle set ... shutdown` then waited 90 s for an answer, in a CI run with two CPU hogs).
+LINGER_S = 1.0
 
 
 class StartupError(RuntimeError):
     """A node cannot start (bad parameter, missing model, unopenable source); the message says why."""
 
 
+def interrupts_end_the_spin() -> None:
+    """Before rclpy.init: SIGINT no longer raises KeyboardInterrupt; rclpy's handler, installed over this one,
+    shuts the context down and that ends the spin loop between callbacks.
+
+    A KeyboardInterrupt lands wherever Python happens to be. Inside rclpy's C++ message conversion it became
+    `RuntimeError: Unable to convert call argument '0' to Python object` and the detector died with exit 1 on
+    Ctrl-C (CI 2026-12-02; 1 of 20 SIGINTs into a detector flooded with 640x480 frames). A flag-only handler
+    without rclpy's was tried: a classifier then ignored SIGINT and SIGTERM until launch killed it."""
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+
+
+def ignore_further_interrupts() -> None:
+    """Once ending, a second SIGINT (`ros2 launch` sends one when stdin is not a terminal) must do nothing: Python
+    resets a handler function to SIG_DFL while it finalizes (the process then died with -2); SIG_IGN stays."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) -> int:
-    """Create the node, spin it until shutdown (Ctrl-C, or the node calling `request_shutdown`), return exit code."""
+    """Create the node, spin it until it is finished (end of source, lifecycle `shutdown`) or Ctrl-C; exit code.
+
+    Ctrl-C and lifecycle shutdown exit 0; a node that cannot start exits 2 with one log line."""
+    limit_native_threads()
+    keep_frame_buffers()
+    interrupts_end_the_spin()
     try:
         rclpy.init(args=args)
     except RuntimeError as exc:  # rclpy's RCLError: unparsable --ros-args
@@ -33,14 +65,22 @@ def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) 
         executor.add_node(node)
         while rclpy.ok() and not getattr(node, 'finished', False):
             executor.spin_once(timeout_sec=0.1)
+        linger_until = time.monotonic() + LINGER_S
+        while rclpy.ok() and time.monotonic() < linger_until:
+            executor.spin_once(timeout_sec=0.05)
         return int(getattr(node, 'exit_code', 0))
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except (ExternalShutdownException, RuntimeError) as exc:
+        # RuntimeError: Ctrl-C mid-callback or while starting; rclpy refuses to use the context it shut down
+        if isinstance(exc, RuntimeError) and rclpy.ok():
+            raise
         return 0
     finally:
+        ignore_further_interrupts()
         if node is not None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+        ignore_further_interrupts()  # rclpy.shutdown() puts back the handler it replaced
 
 
 def main_for(factory: Callable[[], Node]) -> Callable[[], None]:

@@ -1,11 +1,12 @@
 """Declare a node's parameters from ParamSpecs: descriptions, ranges, and validation at start and at runtime."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 
+from emotion_ros.core.log_text import untrusted
 from emotion_ros.core.param_spec import ParameterError, ParamSpec, validate_all
 
 
@@ -23,14 +24,24 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return desc
 
 
-def declare_params(node: Node, specs: Sequence[ParamSpec]) -> dict:
+def declare_params(node: Node, specs: Sequence[ParamSpec], apply_now: Callable[[], bool] = lambda: True) -> dict:
     """Declare every spec on `node` and return a dict of current values that follows accepted runtime changes.
 
     Raises ParameterError (all reasons at once) when a value given at start (parameter file, launch, CLI)
     is invalid. Runtime changes through the parameter services are validated the same way and rejected
-    with the reason, leaving the old value in place.
+    with the reason, leaving the old value in place. An accepted change of a spec with `on_change` calls
+    that node method with the new value when `apply_now()` (a ManagedNode: while configured); a ValueError
+    from it refuses the change with its message and restores the old value.
     """
     by_name = {s.name: s for s in specs}
+    hooks = {}
+    for spec in specs:
+        if spec.on_change:
+            hook = getattr(node, spec.on_change, None)
+            if not callable(hook):
+                raise TypeError(f'{type(node).__name__}: parameter {spec.name} names on_change '
+                                f'{spec.on_change!r}, which is not a method of the node')
+            hooks[spec.name] = hook
     declared, reasons = {}, []
     for spec in specs:
         try:
@@ -52,10 +63,21 @@ def declare_params(node: Node, specs: Sequence[ParamSpec]) -> dict:
                 continue
             reason = spec.reason_invalid(p.value)
             if reason:
-                node.get_logger().warning(f'rejected parameter change: {reason}')
+                node.get_logger().warning(f'rejected parameter change: {untrusted(reason, 300)}')
                 return SetParametersResult(successful=False, reason=reason)
             staged[p.name] = spec.coerce(p.value)
+        old = {name: values[name] for name in staged}
         values.update(staged)
+        if apply_now():
+            for name, value in staged.items():
+                if name in hooks and value != old[name]:
+                    try:
+                        hooks[name](value)
+                    except ValueError as exc:
+                        values.update(old)
+                        reason = f'{name}: {exc}'
+                        node.get_logger().warning(f'rejected parameter change: {untrusted(reason, 300)}')
+                        return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
