@@ -169,3 +169,17 @@ def test_on_change_must_name_a_method_and_read_only_has_none():
             Broken('broken')
     finally:
         rclpy.shutdown()
+
+
+def test_param_defaults_replace_the_spec_default_but_not_a_given_value():
+    """A runner's own default (emotion_live's classifier threads) applies unless the user set the parameter."""
+    rclpy.init(args=['x', '--ros-args', '-p', 'echo:prefix:=given'])
+    try:
+        node = Echo(param_defaults={'prefix': '#', 'autostart': False})
+        assert node.p['prefix'] == 'given' and node.p['autostart'] is False
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        node.destroy_node()
+        with pytest.raises(ValueError, match='no such parameter: nope'):
+            Echo(param_defaults={'nope': 1})
+    finally:
+        rclpy.shutdown()

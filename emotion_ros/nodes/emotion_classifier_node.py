@@ -32,8 +32,9 @@ SPECS = (
     ParamSpec('model_precision', 'auto', 'which export of the model to run: auto = time the int8 and the float32 '
               'export on a dummy batch at configure and keep the faster (int8 wins only on CPUs with int8 dot '
               'products); int8 / float32 force one', choices=('auto', 'int8', 'float32'), read_only=True),
-    ParamSpec('num_threads', 1, 'CPU threads for inference (1: a second thread cost more CPU per face and no '
-              'latency on a busy 2-core machine; emotion_ros.core.cpu_threads)', min=1, max=64, read_only=True),
+    ParamSpec('num_threads', 1, 'CPU threads for inference (1 in a process of its own: a second thread cost more '
+              'CPU per face and no latency on a busy 2-core machine; emotion_live defaults to 2; '
+              'emotion_ros.core.cpu_threads)', min=1, max=64, read_only=True),
     ParamSpec('max_faces', 32, 'classify at most this many faces per frame (largest first); the rest are '
               'reported without an expression', min=1, max=1024),
     ParamSpec('smoothing_time_constant_s', 0.3, 'time constant of the per-track moving average of scores '

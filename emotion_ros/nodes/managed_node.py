@@ -23,8 +23,9 @@ with `autostart:=false` a lifecycle manager (or `ros2 lifecycle set`) drives the
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from typing import Any, List, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.publisher import Publisher
@@ -42,10 +43,20 @@ AUTOSTART = ParamSpec('autostart', True, 'configure and activate at start (false
 CONFIGURE_ERRORS = (StartupError, OSError, ValueError, RuntimeError)
 
 
+def _with_defaults(specs: Sequence[ParamSpec], defaults: Mapping[str, Any]) -> tuple:
+    unknown = sorted(set(defaults) - {s.name for s in specs})
+    if unknown:
+        raise ValueError(f'no such parameter: {", ".join(unknown)}')
+    return tuple(dataclasses.replace(s, default=defaults[s.name]) if s.name in defaults else s for s in specs)
+
+
 class ManagedNode(LifecycleNode):
     SPECS: Sequence[ParamSpec] = ()
 
-    def __init__(self, node_name: str, **node_kwargs):
+    def __init__(self, node_name: str, param_defaults: Optional[Mapping[str, Any]] = None, **node_kwargs):
+        """`param_defaults` replaces spec defaults for this instance (a runner's own choice); a value from a
+        parameter file or the command line still wins over it, as over any default."""
+        specs = _with_defaults(tuple(self.SPECS) + (AUTOSTART,), param_defaults or {})
         self._owning = False
         self._owned: List[Any] = []
         self.active = False
@@ -53,7 +64,7 @@ class ManagedNode(LifecycleNode):
         self.finished, self.exit_code = False, 0
         self.startup_error = ''
         super().__init__(node_name, **node_kwargs)
-        self.p = declare_params(self, tuple(self.SPECS) + (AUTOSTART,), apply_now=lambda: self.configured)
+        self.p = declare_params(self, specs, apply_now=lambda: self.configured)
         self.setup()
         if self.p['autostart']:
             if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
