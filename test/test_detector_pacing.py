@@ -54,4 +54,8 @@ def test_rate_limit_skips_evenly_and_reports_it(ros_env, tmp_path):
     assert gaps.min() >= 0.09, gaps                          # never two frames closer than the rate allows
     status = next(s for name, s in diags.items() if name.endswith('face_detector'))
     values = {kv.key: kv.value for kv in status.values}
-    assert int(values['skipped_rate_limit']) >= n - 31 - int(values['missed_busy']), values
+    # Counted against what reached the node: best-effort frames lost before the reader matched (3 of 90 once in
+    # CI) are neither skipped nor, ahead of the first stamp, countable as missed.
+    inputs, skipped = int(values['inputs']), int(values['skipped_rate_limit'])
+    assert inputs >= n - 10 and int(values['processed']) + skipped == inputs, values
+    assert skipped >= inputs - 31, values
