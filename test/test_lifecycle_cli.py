@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -54,15 +55,15 @@ NODES = {
 STREAMING = ('camera', 'face_detector', 'emotion_classifier')   # publish continuously while active
 
 
-def ros2(env, *args, timeout=90.0) -> subprocess.CompletedProcess:
+def ros2(env, *args, timeout=90.0, attempts=3) -> subprocess.CompletedProcess:
     """`ros2 <args>` through this module's daemon; retried (3 times, 2 s apart) while the daemon has not yet
     discovered the node (a busy machine), or when a call hangs past `timeout`."""
-    for attempt in range(3):
+    for attempt in range(attempts):
         try:
             out = subprocess.run([str(ROS2), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True,
                                  text=True, timeout=timeout)
         except subprocess.TimeoutExpired:   # seen once in a full suite: the CLI's service call never returned
-            if attempt == 2:
+            if attempt == attempts - 1:
                 raise
             continue
         if 'not found' not in (out.stdout + out.stderr).lower():
@@ -71,8 +72,26 @@ def ros2(env, *args, timeout=90.0) -> subprocess.CompletedProcess:
     return out
 
 
+# The module's Listener (set by the `graph` fixture): the node's own ChangeState service, for a CLI that hangs.
+PROBE = {}
+CLI_FALLBACK = {'deactivate': Transition.TRANSITION_DEACTIVATE, 'activate': Transition.TRANSITION_ACTIVATE,
+                'cleanup': Transition.TRANSITION_CLEANUP, 'configure': Transition.TRANSITION_CONFIGURE}
+
+
 def lifecycle_set(env, node, transition):
-    out = ros2(env, 'lifecycle', 'set', f'/{node}', transition)
+    try:
+        out = ros2(env, 'lifecycle', 'set', f'/{node}', transition, timeout=60.0, attempts=2)
+    except subprocess.TimeoutExpired:
+        # `ros2 lifecycle set` waits without a timeout (ros2/ros2cli#853). In 3 of ~7 full CI runs it hung 2-3 x
+        # 60-90 s while the node answered get_state by direct call just before and later transitions after: the
+        # CLI's fresh participant, not the node. The node must still take the transition through its service.
+        listener = PROBE.get('listener')
+        if listener is None or transition not in CLI_FALLBACK:
+            raise
+        warnings.warn(f'`ros2 lifecycle set /{node} {transition}` hung; node state {listener.state(node)!r}; '
+                      'transition sent through its change_state service')
+        listener.transition(node, CLI_FALLBACK[transition])
+        return
     assert out.returncode == 0 and 'Transitioning successful' in out.stdout, (node, transition, out.stdout,
                                                                             out.stderr)
 
@@ -188,6 +207,7 @@ def graph(cli_env, tmp_path_factory):
     home = tmp_path_factory.mktemp('lifecycle_home')
     env = dict(cli_env, HOME=str(home), XDG_CONFIG_HOME=str(home / '.config'))
     listener = Listener()
+    PROBE['listener'] = listener
     procs = {}
     try:
         for name, (script, params, remaps, _, _) in NODES.items():
@@ -198,6 +218,7 @@ def graph(cli_env, tmp_path_factory):
             'the graph did not start: ' + '\n'.join(f'{n}: {p.output[-1500:]}' for n, p in procs.items())
         yield env, procs, listener
     finally:
+        PROBE.clear()
         listener.close()
         for proc in procs.values():
             proc.stop()
