@@ -270,17 +270,7 @@ def test_cleanup_configure_cycles_leave_one_publisher_per_topic(graph, node):
     env, procs, listener = graph
     _, _, _, outputs, inputs = NODES[node]
     for transition in ('deactivate', 'cleanup', 'configure', 'activate'):
-        try:
-            lifecycle_set(env, node, transition)
-        except subprocess.TimeoutExpired:   # seen twice in ~6 full CI runs; says whether the node or the CLI hung
-            proc = procs[node]
-            try:
-                state = listener.state(node)
-            except AssertionError as exc:
-                state = f'no answer to get_state either ({exc})'
-            pytest.fail(f'`ros2 lifecycle set /{node} {transition}` hung 3 x 90 s; the node process '
-                        f'{"is alive" if proc.proc.poll() is None else f"exited {proc.proc.returncode}"}, '
-                        f'its state by direct service call: {state}; its log:\n{proc.output[-3000:]}')
+        lifecycle_set(env, node, transition)
     for _ in range(CYCLES):
         for tid in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP,
                     Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
