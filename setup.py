@@ -24,7 +24,7 @@ setup(
     version='0.1.0',
     packages=find_packages(include=[PACKAGE, PACKAGE + '.*']) + [PACKAGE + '.training'],
     package_dir={PACKAGE + '.training': 'training'},
-    package_data={PACKAGE: ['models/*', 'web/*']},
+    package_data={PACKAGE: ['models/*'], PACKAGE + '.core.viewer': ['static/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

@@ -41,10 +41,10 @@ from machine import cpu_kind, machine_info, write_results  # noqa: E402
 from model_flops import keras_mflops, tflite_mflops  # noqa: E402
 from stats import ratio, summarise_ms  # noqa: E402
 
-from emotion_ros.core.emotion_model import (EmotionModel, default_model_path, load_fastest,  # noqa: E402
+from emotion_ros.core.emotion.model import (EmotionModel, default_model_path, load_fastest,  # noqa: E402
                                             precision_variants, shipped_models)
-from emotion_ros.core.emotion_pipeline import EmotionPipeline  # noqa: E402
-from emotion_ros.core.labels import canonical_label  # noqa: E402
+from emotion_ros.core.emotion.pipeline import EmotionPipeline  # noqa: E402
+from emotion_ros.core.emotion.labels import canonical_label  # noqa: E402
 
 BATCHES = (1, 8, 32)
 DATA = REPO.parent / 'shared' / 'datasets' / 'fer2013' / 'fer2013_trainval.npz'

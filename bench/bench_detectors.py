@@ -37,8 +37,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from emotion_ros.core.face_detection import BACKENDS, DEFAULT_BACKEND, create_detector  # noqa: E402
-from emotion_ros.core.face_tracking import FaceTracker, iou_matrix  # noqa: E402
+from emotion_ros.core.faces.detection import BACKENDS, DEFAULT_BACKEND, create_detector  # noqa: E402
+from emotion_ros.core.faces.tracking import FaceTracker, iou_matrix  # noqa: E402
 from machine import machine_info, write_results  # noqa: E402
 
 SHARED = REPO.parent / 'shared'

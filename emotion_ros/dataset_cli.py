@@ -97,7 +97,7 @@ def _counts(node, args) -> int:
 
 
 def _check(args) -> int:
-    from emotion_ros.core.facelabeler_dataset import scan
+    from emotion_ros.core.dataset.facelabeler import scan
     s = scan(args.folder)
     print(f'{s.root}: {len(s.rows)} labelled images; labels {", ".join(s.labels) or "(no labelList.csv)"}')
     for label, n in s.counts.items():

@@ -20,7 +20,7 @@ from rclpy.parameter import Parameter
 from emotion_msgs.msg import EmotionArray
 from emotion_ros.config_files import config_file
 from emotion_ros.core.cpu_threads import limit_native_threads
-from emotion_ros.core.frame_memory import keep_frame_buffers
+from emotion_ros.core.frames.memory import keep_frame_buffers
 from emotion_ros.core.param_spec import ParameterError
 from emotion_ros.nodes.node_main import StartupError, ignore_further_interrupts, interrupts_end_the_spin
 from emotion_ros.nodes.qos import results_qos
@@ -111,7 +111,7 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     limit_native_threads()                 # one OpenCV thread: emotion_ros.core.cpu_threads says why
-    keep_frame_buffers()                   # no page faults per frame: emotion_ros.core.frame_memory
+    keep_frame_buffers()                   # no page faults per frame: emotion_ros.core.frames.memory
     params = args.params or str(config_file('params.yaml'))
     interrupts_end_the_spin()
     rclpy.init(args=['emotion_live', '--ros-args', '--params-file', params] + [a for a in args.ros_args
@@ -137,7 +137,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             kw = dict(namespace=args.namespace)
             gif = None
             if args.gif:
-                from emotion_ros.core.gif_clip import GifClip
+                from emotion_ros.core.frames.gif import GifClip
                 gif = GifClip(source_fps=args.fps or 30.0)
             summary = LiveSummary(gif=gif, **kw)
             classifier_overrides = [Parameter('model_path', value=args.model)] if args.model else []

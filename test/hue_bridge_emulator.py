@@ -201,7 +201,7 @@ class HueBridgeEmulator:
 
     def light_states(self) -> Dict[str, dict]:
         """name -> {on, bri, xy} of every light, API-independent (hue/sat shown as xy)."""
-        from emotion_ros.core.hue_colors import hs_to_xy
+        from emotion_ros.core.hue.colors import hs_to_xy
         out = {}
         with self._lock:
             for light in self.lights.values():

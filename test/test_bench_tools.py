@@ -85,7 +85,7 @@ def test_report_without_results_still_builds(tmp_path):
 def test_five_face_clip_has_five_detectable_faces(tmp_path):
     import cv2
     from five_faces import write_frames
-    from emotion_ros.core.face_detection import create_detector
+    from emotion_ros.core.faces.detection import create_detector
     folder = write_frames(tmp_path / 'five', frames=6)
     frames = sorted(folder.glob('*.jpg'))
     assert len(frames) == 6

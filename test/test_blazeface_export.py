@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from emotion_ros.core.face_detection import MODEL_DIR, _BLAZEFACE_MODELS
+from emotion_ros.core.faces.detection import MODEL_DIR, _BLAZEFACE_MODELS
 
 pytest.importorskip('tensorflow')
 SOURCE = MODEL_DIR / _BLAZEFACE_MODELS['full_sparse'].file

@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from emotion_ros.core import facelabeler_dataset as fd
-from emotion_ros.core.facelabeler_dataset import DatasetError, DatasetWriter, UnknownLabel, scan
+from emotion_ros.core.dataset import facelabeler as fd
+from emotion_ros.core.dataset.facelabeler import DatasetError, DatasetWriter, UnknownLabel, scan
 
 
 def face(value=128, shape=(48, 48)):

@@ -14,7 +14,7 @@ import pytest
 from conftest import require_shared
 from ros_graph import VENV_BIN, NodeProcess, ros_args
 
-from emotion_ros.core.facelabeler_dataset import scan
+from emotion_ros.core.dataset.facelabeler import scan
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

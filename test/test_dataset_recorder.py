@@ -14,8 +14,8 @@ from std_msgs.msg import Header  # noqa: E402
 
 from emotion_msgs.msg import DatasetCounts, Face, FaceArray  # noqa: E402
 from emotion_msgs.srv import Capture  # noqa: E402
-from emotion_ros.core.face_crop import MARGIN_FOR_BACKEND, crop_face  # noqa: E402
-from emotion_ros.core.face_detection import DEFAULT_BACKEND  # noqa: E402
+from emotion_ros.core.faces.crop import MARGIN_FOR_BACKEND, crop_face  # noqa: E402
+from emotion_ros.core.faces.detection import DEFAULT_BACKEND  # noqa: E402
 
 MARGIN = MARGIN_FOR_BACKEND[DEFAULT_BACKEND]
 from emotion_ros.nodes.dataset_recorder_node import DatasetRecorderNode  # noqa: E402

@@ -67,7 +67,7 @@ def test_init_from_float32_export_reproduces_it_and_refuses_other_files(tmp_path
     what the file does (folded BatchNormalization undone), in inference and in training mode."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from emotion_ros.core.emotion_model import default_model_path
+    from emotion_ros.core.emotion.model import default_model_path
     from emotion_ros.training.models import build_model
     from emotion_ros.training.warm_start import init_from_tflite
     from test_training import load_npz

@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotion_ros.core.affect import AFFECT_TABLE, valence_arousal
-from emotion_ros.core.emotion_model import (EmotionModel, ModelLoadError, default_model_path, resolve_model_path,
+from emotion_ros.core.emotion.affect import AFFECT_TABLE, valence_arousal
+from emotion_ros.core.emotion.model import (EmotionModel, ModelLoadError, default_model_path, resolve_model_path,
                                            shipped_models)
-from emotion_ros.core.face_crop import DEFAULT_MARGIN, MARGIN_FOR_BACKEND, crop_face
-from emotion_ros.core.labels import CANONICAL_LABELS, canonical_label
+from emotion_ros.core.faces.crop import DEFAULT_MARGIN, MARGIN_FOR_BACKEND, crop_face
+from emotion_ros.core.emotion.labels import CANONICAL_LABELS, canonical_label
 
 REPO = Path(__file__).resolve().parents[1]
 FER = REPO.parent / 'shared' / 'datasets' / 'fer2013' / 'fer2013_trainval.npz'
@@ -194,7 +194,7 @@ def test_shipped_models_resolve_by_name():
 
 
 def test_shipped_model_probabilities_sum_to_one():
-    from emotion_ros.core.emotion_model import EmotionModel, default_model_path
+    from emotion_ros.core.emotion.model import EmotionModel, default_model_path
     probs = EmotionModel(default_model_path()).predict(np.random.default_rng(0).integers(0, 256, (5, 48, 48), np.uint8))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert (probs >= 0).all()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotion_ros.core.emotion_model import EmotionModel, default_model_path
-from emotion_ros.core.emotion_pipeline import EmotionPipeline
-from emotion_ros.core.face_crop import crop_face
-from emotion_ros.core.score_smoothing import ScoreSmoother
+from emotion_ros.core.emotion.model import EmotionModel, default_model_path
+from emotion_ros.core.emotion.pipeline import EmotionPipeline
+from emotion_ros.core.faces.crop import crop_face
+from emotion_ros.core.emotion.smoothing import ScoreSmoother
 
 LABELS = ('angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral')
 

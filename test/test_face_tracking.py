@@ -3,8 +3,8 @@ import cv2
 import pytest
 
 from conftest import require_shared
-from emotion_ros.core.face_detection import DEFAULT_BACKEND, FaceBox, create_detector
-from emotion_ros.core.face_tracking import FaceTracker, iou_matrix
+from emotion_ros.core.faces.detection import DEFAULT_BACKEND, FaceBox, create_detector
+from emotion_ros.core.faces.tracking import FaceTracker, iou_matrix
 
 
 def box(x, y, w=50, h=50, score=0.9):

@@ -1,4 +1,4 @@
-"""emotion_ros.core.frame_memory: frame-sized buffers freed and allocated again fault no pages in."""
+"""emotion_ros.core.frames.memory: frame-sized buffers freed and allocated again fault no pages in."""
 import os
 import subprocess
 import sys
@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Three 640x480x3 buffers per "frame", freed together, as rclpy's take of a sensor_msgs/Image makes them.
 PROBE = r'''
 import resource, sys
-from emotion_ros.core.frame_memory import keep_frame_buffers
+from emotion_ros.core.frames.memory import keep_frame_buffers
 applied = keep_frame_buffers() if sys.argv[1] == "tuned" else None
 n = 640 * 480 * 3
 def frame():

@@ -1,7 +1,7 @@
 """FramePacer: an even processing-rate limit and a count of frames lost while the node was busy."""
 import pytest
 
-from emotion_ros.core.frame_pacing import FramePacer
+from emotion_ros.core.frames.pacing import FramePacer
 
 
 def stamps(n, fps=30.0, start=100.0):

@@ -10,12 +10,12 @@ import pytest
 hypothesis = pytest.importorskip('hypothesis')
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from emotion_ros.core.emotion_model import normalise_scores, scored_rows  # noqa: E402
-from emotion_ros.core.face_crop import clip_box, crop_face  # noqa: E402
-from emotion_ros.core.image_encoding import ImageDecodeError  # noqa: E402
-from emotion_ros.core.image_header import check_declared_size, declared_size, decode_image  # noqa: E402
+from emotion_ros.core.emotion.model import normalise_scores, scored_rows  # noqa: E402
+from emotion_ros.core.faces.crop import clip_box, crop_face  # noqa: E402
+from emotion_ros.core.frames.encoding import ImageDecodeError  # noqa: E402
+from emotion_ros.core.frames.header import check_declared_size, declared_size, decode_image  # noqa: E402
 from emotion_ros.core.log_text import untrusted  # noqa: E402
-from emotion_ros.core.score_smoothing import ScoreSmoother, valid_scores  # noqa: E402
+from emotion_ros.core.emotion.smoothing import ScoreSmoother, valid_scores  # noqa: E402
 
 FAST = settings(max_examples=200, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -30,7 +30,7 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest  # noqa: E4
 from std_msgs.msg import Header  # noqa: E402
 
 from emotion_msgs.msg import Emotion, EmotionArray, Face, FaceArray  # noqa: E402
-from emotion_ros.core.image_encoding import SUPPORTED_ENCODINGS  # noqa: E402
+from emotion_ros.core.frames.encoding import SUPPORTED_ENCODINGS  # noqa: E402
 from emotion_ros.nodes.ros_image import bgr_to_image  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -393,7 +393,7 @@ def build_folder(root: Path, case):
 
 
 def check_import(case):
-    from emotion_ros.core.facelabeler_dataset import DatasetError, DatasetWriter
+    from emotion_ros.core.dataset.facelabeler import DatasetError, DatasetWriter
     from emotion_ros.training import importer
     with tempfile.TemporaryDirectory() as tmp:
         root = build_folder(Path(tmp), case)

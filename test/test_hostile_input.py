@@ -19,7 +19,7 @@ from std_msgs.msg import Header  # noqa: E402
 
 from emotion_msgs.msg import Face, FaceArray  # noqa: E402
 from emotion_msgs.srv import Capture  # noqa: E402
-from emotion_ros.core import facelabeler_dataset as fl  # noqa: E402
+from emotion_ros.core.dataset import facelabeler as fl  # noqa: E402
 from emotion_ros.nodes.qos import latest_frame_qos, results_qos  # noqa: E402
 from emotion_ros.nodes.ros_image import bgr_to_image  # noqa: E402
 
@@ -103,7 +103,7 @@ def test_item01_compressed_bombs_are_refused_by_declared_size_before_decoding(ro
 
 def test_item01_image_folder_camera_skips_bombs_fifos_and_devices(tmp_path):
     """The same bombs as the camera's image-folder source (cv2.imread at 85abc79 raised or allocated GBs)."""
-    from emotion_ros.core.frame_sources import open_source
+    from emotion_ros.core.frames.sources import open_source
     cv2.imwrite(str(tmp_path / 'a.png'), astronaut_bgr(64, 48))
     (tmp_path / 'b.png').write_bytes(png_bomb(40000, 40000))
     (tmp_path / 'c.jpg').write_bytes(jpeg_bomb(65000, 65000))

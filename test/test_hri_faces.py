@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from emotion_ros.core.hri_faces import (EXPRESSION_OF_LABEL, FaceLifetimes, bounded, cropped_face, expression_of,
+from emotion_ros.core.hri.faces import (EXPRESSION_OF_LABEL, FaceLifetimes, bounded, cropped_face, expression_of,
                                         face_topic, face_topic_id, normalised_roi)
-from emotion_ros.core.labels import CANONICAL_LABELS
+from emotion_ros.core.emotion.labels import CANONICAL_LABELS
 
 
 def _valid_topic(name: str) -> bool:

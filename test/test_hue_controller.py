@@ -7,12 +7,12 @@ import pytest
 
 from hue_bridge_emulator import DEFAULT_BRIDGE_ID, HueBridgeEmulator, make_pki
 
-from emotion_ros.core.hue_colors import load_colors
-from emotion_ros.core.hue_controller import HueController, Settings
-from emotion_ros.core.hue_credentials import BridgeCredentials, load_credentials, store_credentials
-from emotion_ros.core.hue_discovery import FoundBridge, load_cache
-from emotion_ros.core.hue_policy import ExpressionHold, Observation, Target
-from emotion_ros.core.hue_params import defaults
+from emotion_ros.core.hue.colors import load_colors
+from emotion_ros.core.hue.controller import HueController, Settings
+from emotion_ros.core.hue.credentials import BridgeCredentials, load_credentials, store_credentials
+from emotion_ros.core.hue.bridge.discovery import FoundBridge, load_cache
+from emotion_ros.core.hue.policy import ExpressionHold, Observation, Target
+from emotion_ros.core.hue.params import defaults
 
 from pathlib import Path
 

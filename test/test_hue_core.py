@@ -13,11 +13,11 @@ import pytest
 
 from hue_bridge_emulator import HueBridgeEmulator
 
-from emotion_ros.core.hue_bridge import Backoff, BridgeFault, HueClient
-from emotion_ros.core.hue_colors import ColorConfigError, LightState, load_colors, parse_colors
-from emotion_ros.core.hue_credentials import (CredentialsError, default_username_file, load_username,
+from emotion_ros.core.hue.bridge.v1 import Backoff, BridgeFault, HueClient
+from emotion_ros.core.hue.colors import ColorConfigError, LightState, load_colors, parse_colors
+from emotion_ros.core.hue.credentials import (CredentialsError, default_username_file, load_username,
                                               store_username)
-from emotion_ros.core.hue_policy import (ExpressionHold, LightScheduler, Observation, RateLimiter, Target,
+from emotion_ros.core.hue.policy import (ExpressionHold, LightScheduler, Observation, RateLimiter, Target,
                                          select_face)
 
 REPO = Path(__file__).resolve().parents[1]

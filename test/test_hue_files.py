@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from emotion_ros.core.hue_colors import ColorConfigError, load_colors
-from emotion_ros.core.hue_credentials import (BridgeCredentials, CredentialsError, load_credentials, load_username,
+from emotion_ros.core.hue.colors import ColorConfigError, load_colors
+from emotion_ros.core.hue.credentials import (BridgeCredentials, CredentialsError, load_credentials, load_username,
                                               store_credentials, store_username)
 
 pytestmark = pytest.mark.timeout(60)

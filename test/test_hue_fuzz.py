@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 from hue_bridge_emulator import HueBridgeEmulator, make_pki  # noqa: E402
 
-from emotion_ros.core.hue_bridge import BridgeFault, HueClient, detect  # noqa: E402
-from emotion_ros.core.hue_colors import LightState  # noqa: E402
-from emotion_ros.core.hue_http import Limits  # noqa: E402
-from emotion_ros.core.hue_policy import Target  # noqa: E402
-from emotion_ros.core.hue_tls import TlsPolicy  # noqa: E402
-from emotion_ros.core.hue_v2 import HueV2Client  # noqa: E402
+from emotion_ros.core.hue.bridge.v1 import BridgeFault, HueClient, detect  # noqa: E402
+from emotion_ros.core.hue.colors import LightState  # noqa: E402
+from emotion_ros.core.hue.bridge.http import Limits  # noqa: E402
+from emotion_ros.core.hue.policy import Target  # noqa: E402
+from emotion_ros.core.hue.bridge.tls import TlsPolicy  # noqa: E402
+from emotion_ros.core.hue.bridge.v2 import HueV2Client  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 KEY = 'z' * 40

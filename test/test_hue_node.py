@@ -19,8 +19,8 @@ from ros_graph import NodeProcess, ros_args, set_param, spin_until
 rclpy = pytest.importorskip('rclpy')
 
 from emotion_msgs.msg import Emotion, EmotionArray, HueState  # noqa: E402
-from emotion_ros.core.hue_colors import load_colors  # noqa: E402
-from emotion_ros.core.hue_credentials import BridgeCredentials, load_credentials, store_credentials  # noqa: E402
+from emotion_ros.core.hue.colors import load_colors  # noqa: E402
+from emotion_ros.core.hue.credentials import BridgeCredentials, load_credentials, store_credentials  # noqa: E402
 from emotion_ros.nodes.qos import latched_qos, results_qos  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]

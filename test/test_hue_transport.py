@@ -8,15 +8,15 @@ import pytest
 
 from hue_bridge_emulator import DEFAULT_BRIDGE_ID, HueBridgeEmulator, make_pki, v2_id
 
-from emotion_ros.core import hue_http
-from emotion_ros.core.hue_bridge import Backoff, BridgeFault, HueClient, detect
-from emotion_ros.core.hue_colors import LightState, hs_to_xy
-from emotion_ros.core.hue_credentials import BridgeCredentials, redact
-from emotion_ros.core.hue_discovery import FoundBridge, browse, find_bridge, load_cache, store_cache
-from emotion_ros.core.hue_http import Limits
-from emotion_ros.core.hue_policy import Target
-from emotion_ros.core.hue_tls import TlsPolicy
-from emotion_ros.core.hue_v2 import HueV2Client
+from emotion_ros.core.hue.bridge import http as hue_http
+from emotion_ros.core.hue.bridge.v1 import Backoff, BridgeFault, HueClient, detect
+from emotion_ros.core.hue.colors import LightState, hs_to_xy
+from emotion_ros.core.hue.credentials import BridgeCredentials, redact
+from emotion_ros.core.hue.bridge.discovery import FoundBridge, browse, find_bridge, load_cache, store_cache
+from emotion_ros.core.hue.bridge.http import Limits
+from emotion_ros.core.hue.policy import Target
+from emotion_ros.core.hue.bridge.tls import TlsPolicy
+from emotion_ros.core.hue.bridge.v2 import HueV2Client
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -301,8 +301,8 @@ def test_discovery_cache_first_then_mdns_on_loopback(tmp_path):
 
 
 def test_v2_quiet_event_stream_reconnects_without_reporting_a_loss(v2):
-    from emotion_ros.core.hue_http import StreamLimits
-    from emotion_ros.core.hue_v2 import EventStream
+    from emotion_ros.core.hue.bridge.http import StreamLimits
+    from emotion_ros.core.hue.bridge.v2 import EventStream
     v2.stream_keepalive_s = 60.0                           # silence longer than the client's idle timeout
     info = detect('127.0.0.1', v2.port, TlsPolicy(), Limits(1.0))
     stream = EventStream(info.endpoint, KEY, StreamLimits(connect_timeout_s=1.0, idle_timeout_s=0.5))

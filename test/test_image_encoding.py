@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from emotion_ros.core.image_encoding import ImageDecodeError, bgr8_bytes, to_bgr8
+from emotion_ros.core.frames.encoding import ImageDecodeError, bgr8_bytes, to_bgr8
 
 BGR = np.array([[[10, 20, 30], [40, 50, 60], [70, 80, 90]],
                 [[11, 21, 31], [41, 51, 61], [71, 81, 91]]], dtype=np.uint8)  # 2x3

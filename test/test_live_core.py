@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from conftest import require_shared
-from emotion_ros.core.annotate import draw_faces
-from emotion_ros.core.frame_sources import SourceError, describe_source, open_source
-from emotion_ros.core.score_smoothing import ScoreSmoother
+from emotion_ros.core.faces.annotate import draw_faces
+from emotion_ros.core.frames.sources import SourceError, describe_source, open_source
+from emotion_ros.core.emotion.smoothing import ScoreSmoother
 from emotion_ros.core.stamp_pairing import StampPairer
 
 
@@ -102,7 +102,7 @@ def test_demo_crowd_source_has_n_heads_and_validates_n():
     ((640, 480), (0, 0), (640, 480)),
 ])
 def test_bounded_size_keeps_aspect_and_never_enlarges(size, bound, expected):
-    from emotion_ros.core.frame_sources import bounded_size
+    from emotion_ros.core.frames.sources import bounded_size
     assert bounded_size(*size, *bound) == expected
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotion_ros.core.emotion_model import (ModelLoadError, default_model_path, labels_path_for, load_fastest,
+from emotion_ros.core.emotion.model import (ModelLoadError, default_model_path, labels_path_for, load_fastest,
                                             precision_variants, resolve_model_path, shipped_models,
                                             weights_precision)
-from emotion_ros.core.labels import canonical_label
+from emotion_ros.core.emotion.labels import canonical_label
 
 FER = Path(__file__).resolve().parents[2] / 'shared' / 'datasets' / 'fer2013' / 'fer2013_trainval.npz'
 DUAL = 'emotion_small'     # the shipped model that comes as int8 + float32 (the distilled student)

@@ -15,7 +15,7 @@ from ros_graph import NodeProcess, ros_args, set_param, spin_until
 rclpy = pytest.importorskip('rclpy')
 from sensor_msgs.msg import Image  # noqa: E402
 
-from emotion_ros.core.emotion_model import default_model_path, labels_path_for  # noqa: E402
+from emotion_ros.core.emotion.model import default_model_path, labels_path_for  # noqa: E402
 from emotion_ros.nodes.qos import latest_frame_qos  # noqa: E402
 
 pytestmark = pytest.mark.ros

@@ -20,8 +20,8 @@ from std_msgs.msg import Header  # noqa: E402
 
 from emotion_msgs.msg import DatasetCounts, EmotionArray, Face, FaceArray  # noqa: E402
 from emotion_msgs.srv import Capture  # noqa: E402
-from emotion_ros.core.face_crop import MARGIN_FOR_BACKEND, crop_face  # noqa: E402
-from emotion_ros.core.face_detection import DEFAULT_BACKEND, create_detector  # noqa: E402
+from emotion_ros.core.faces.crop import MARGIN_FOR_BACKEND, crop_face  # noqa: E402
+from emotion_ros.core.faces.detection import DEFAULT_BACKEND, create_detector  # noqa: E402
 from emotion_ros.nodes.qos import latched_qos, latest_frame_qos, results_qos  # noqa: E402
 from emotion_ros.nodes.ros_image import bgr_to_image  # noqa: E402
 

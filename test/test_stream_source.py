@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from emotion_ros.core.frame_sources import STREAM_TIMEOUT_MS, SourceError, open_source
+from emotion_ros.core.frames.sources import STREAM_TIMEOUT_MS, SourceError, open_source
 from mjpeg_server import MjpegCamera
 
 

@@ -193,7 +193,7 @@ def test_export_agrees_with_keras(trained, tmp_path):
 @pytest.mark.slow
 def test_export_of_several_models_is_their_average(trained, tmp_path, capsys):
     import keras
-    from emotion_ros.core.emotion_model import EmotionModel
+    from emotion_ros.core.emotion.model import EmotionModel
     from emotion_ros.training.models import build_emonet
     data, run = trained
     other = tmp_path / 'other.keras'

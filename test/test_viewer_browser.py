@@ -125,7 +125,7 @@ def test_page_with_an_access_token_in_a_browser(tmp_path):
     if not chromium_path():
         pytest.skip('needs Debian chromium (/usr/bin/chromium; .ci/run installs it)')
     import numpy as np
-    from emotion_ros.core.viewer_server import ViewerConfig, ViewerServer
+    from emotion_ros.core.viewer.server import ViewerConfig, ViewerServer
     server = ViewerServer(ViewerConfig(port=0, token='s3cret-token'))
     server.start()
     stop = threading.Event()

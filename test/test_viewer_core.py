@@ -1,4 +1,4 @@
-"""The web viewer's server (emotion_ros.core.viewer_server) against real HTTP/WebSocket peers: only its own
+"""The web viewer's server (emotion_ros.core.viewer.server) against real HTTP/WebSocket peers: only its own
 assets, read-only, loopback Host only, newest frame per client, 10 clients at once, stalled clients cut off;
 the token off loopback (in a network namespace of the test's own); and the demo GIF writer."""
 import asyncio
@@ -15,8 +15,8 @@ import pytest
 
 aiohttp = pytest.importorskip('aiohttp')
 
-from emotion_ros.core.gif_clip import GifClip  # noqa: E402
-from emotion_ros.core.viewer_server import ViewerConfig, ViewerServer, access_token  # noqa: E402
+from emotion_ros.core.frames.gif import GifClip  # noqa: E402
+from emotion_ros.core.viewer.server import ViewerConfig, ViewerServer, access_token  # noqa: E402
 from viewer_clients import stalled_client, watch_websockets  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -92,7 +92,7 @@ def test_serves_its_page_and_nothing_else(server):
         assert get(server.port, '/' + name)[0] == 200
     for path in ('/../setup.py', '/..%2fsetup.py', '/%2e%2e/%2e%2e/setup.py', '/%2e%2e%2f%2e%2e%2fsetup.py',
                  '/web/app.js', '/viewer_server.py', '/etc/passwd', '/../../../../etc/passwd', '/index.html/..',
-                 '/.%2e/core/viewer_server.py', '/app.js%00.html', '/nope'):
+                 '/.%2e/core/viewer/server.py', '/app.js%00.html', '/nope'):
         assert get(server.port, path)[0] == 404, path
     assert get(server.port, '/api/state', method='POST')[0] == 405  # no endpoint changes anything
     assert get(server.port, '/', method='DELETE')[0] == 405
@@ -238,7 +238,7 @@ def test_a_normal_install_serves_the_page(tmp_path):
     subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--target', str(site), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     probe = ('import sys; sys.path.insert(0, sys.argv[1]); import urllib.request; '
-             'from emotion_ros.core.viewer_server import WEB_DIR, ViewerConfig, ViewerServer; '
+             'from emotion_ros.core.viewer.server import WEB_DIR, ViewerConfig, ViewerServer; '
              's = ViewerServer(ViewerConfig(port=0)); s.start(); '
              'print(WEB_DIR); print(urllib.request.urlopen(s.url + "app.js").status); s.stop()')
     out = subprocess.run([sys.executable, '-c', probe, str(site)], capture_output=True, text=True, timeout=120)

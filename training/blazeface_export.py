@@ -243,7 +243,7 @@ def calibration_frames(per_clip: int = 40, media: Path = SHARED / 'media') -> li
 def model_inputs(frames: list) -> list:
     """What the original full-range model is fed for these frames by BlazeFaceDetector (its own
     preprocessing): (1, 192, 192, 3) float32 RGB in -1..1, the frame at the top, -1 below."""
-    from emotion_ros.core.face_detection import BlazeFaceDetector
+    from emotion_ros.core.faces.detection import BlazeFaceDetector
     detector = BlazeFaceDetector(model='full_sparse', min_score=0.99)
     inputs = []
     for frame in frames:
@@ -318,14 +318,14 @@ def _input_quantisation(content: bytes) -> tuple:
 
 def fast_export(source) -> bytes:
     """The shipped 'full_sparse_fast' model made from MediaPipe's file `source`."""
-    from emotion_ros.core.face_detection import _BLAZEFACE_MODELS
+    from emotion_ros.core.faces.detection import _BLAZEFACE_MODELS
     target = _BLAZEFACE_MODELS[EXPORTED_AS]
     return convert(rebuild(source, input_hw=(target.input_rows, target.input_size), bgr=True, pixels=True,
                            boxes_only=True)[0])
 
 
 def main(argv=None) -> int:
-    from emotion_ros.core.face_detection import MODEL_DIR, _BLAZEFACE_MODELS
+    from emotion_ros.core.faces.detection import MODEL_DIR, _BLAZEFACE_MODELS
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', type=Path, help=f'default emotion_ros/models/{_BLAZEFACE_MODELS[EXPORTED_AS].file}')
     parser.add_argument('--int8', type=Path, metavar='PATH', help='also write the int8 export there (not shipped)')

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emotion_ros.core.labels import canonical_label
+from emotion_ros.core.emotion.labels import canonical_label
 
 
 class DatasetError(ValueError):

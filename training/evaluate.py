@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_ros.core.labels import canonical_label
+from emotion_ros.core.emotion.labels import canonical_label
 
 from .metrics import summarize
 
@@ -23,15 +23,15 @@ def load_predictor(model_path):
         model = keras.models.load_model(model_path)
         labels = keras_labels(model_path)
         return labels, lambda x: model.predict(x[..., None].astype(np.float32), batch_size=256, verbose=0)
-    from emotion_ros.core.emotion_model import EmotionModel
-    from emotion_ros.core.emotion_pipeline import EmotionPipeline
+    from emotion_ros.core.emotion.model import EmotionModel
+    from emotion_ros.core.emotion.pipeline import EmotionPipeline
     model = EmotionModel(model_path, num_threads=2)
     return list(model.labels), EmotionPipeline(model).predict_crops   # the node's own prediction path
 
 
 def evaluate(data_path, model_path=None, split: str | None = None, limit: int = 0,
              holdout: float = 0.05, holdout_seed: int = 1) -> dict:
-    from emotion_ros.core.emotion_model import default_model_path
+    from emotion_ros.core.emotion.model import default_model_path
 
     from .data import honest_splits, load_npz
     model_path = Path(model_path) if model_path else default_model_path()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_ros.core.labels import canonical_label
+from emotion_ros.core.emotion.labels import canonical_label
 
 FLOAT_MIN_AGREEMENT = 0.99
 INT8_MIN_AGREEMENT = 0.95
@@ -101,7 +101,7 @@ def convert(model, int8: bool, representative: np.ndarray | None = None) -> byte
 
 
 def agreement(keras_model, tflite_path, images: np.ndarray) -> dict:
-    from emotion_ros.core.emotion_model import EmotionModel
+    from emotion_ros.core.emotion.model import EmotionModel
     ref = keras_model.predict(images[..., None].astype(np.float32), batch_size=256, verbose=0)
     got = EmotionModel(tflite_path, num_threads=2).predict(images)
     return {'n': int(len(images)),

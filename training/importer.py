@@ -2,7 +2,7 @@
 shared format (images uint8 N x 48 x 48, labels int8, classes, source).
 
 Images that are not already face crops go through the live classifier's own detector and crop
-(`emotion_ros.core.face_detection` + `emotion_ros.core.face_crop`), so training sees what the robot
+(`emotion_ros.core.faces.detection` + `emotion_ros.core.faces.crop`), so training sees what the robot
 sees. Every image that does not make it into the output is listed in the report with the reason:
 unreadable files, unknown labels, rows without files, files without rows, images without a face.
 """
@@ -17,12 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotion_ros.core import facelabeler_dataset as fl
-from emotion_ros.core.face_crop import DEFAULT_MARGIN, MARGIN_FOR_BACKEND, crop_face
-from emotion_ros.core.face_detection import DEFAULT_BACKEND
-from emotion_ros.core.image_encoding import ImageDecodeError
-from emotion_ros.core.image_header import DEFAULT_MAX_PIXELS, max_pixels_reason, read_image_file
-from emotion_ros.core.labels import CANONICAL_LABELS, canonical_label
+from emotion_ros.core.dataset import facelabeler as fl
+from emotion_ros.core.faces.crop import DEFAULT_MARGIN, MARGIN_FOR_BACKEND, crop_face
+from emotion_ros.core.faces.detection import DEFAULT_BACKEND
+from emotion_ros.core.frames.encoding import ImageDecodeError
+from emotion_ros.core.frames.header import DEFAULT_MAX_PIXELS, max_pixels_reason, read_image_file
+from emotion_ros.core.emotion.labels import CANONICAL_LABELS, canonical_label
 from emotion_ros.core.log_text import untrusted
 
 SIZE = 48
@@ -80,7 +80,7 @@ class FaceCropper:
     @property
     def detector(self):
         if self._detector is None:
-            from emotion_ros.core.face_detection import create_detector
+            from emotion_ros.core.faces.detection import create_detector
             self._detector = create_detector(self.detector_name)
         return self._detector
 

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from emotion_ros.core.emotion_model import EmotionModel, default_model_path
+from emotion_ros.core.emotion.model import EmotionModel, default_model_path
 
 
 def measure(model_path, threads=(1, 2), batches=(1, 32), seconds: float = 2.0) -> list:

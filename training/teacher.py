@@ -28,7 +28,7 @@ def compute(data_path, model_path, batch: int = 64) -> tuple:
     """Teacher probabilities for every row of the npz (all splits), in the model's label order."""
     from tqdm import tqdm
 
-    from emotion_ros.core.emotion_model import EmotionModel
+    from emotion_ros.core.emotion.model import EmotionModel
 
     from .data import load_npz
     ds = load_npz(data_path)
@@ -43,7 +43,7 @@ def compute(data_path, model_path, batch: int = 64) -> tuple:
 
 def load_or_compute(data_path, cache_path, model: str = DEFAULT_TEACHER) -> np.ndarray:
     """Cached teacher probabilities (N, C) for the npz rows; recomputed when data or model changed."""
-    from emotion_ros.core.emotion_model import resolve_model_path
+    from emotion_ros.core.emotion.model import resolve_model_path
     model_path = resolve_model_path(model)
     key = _key(data_path, model_path)
     cache_path = Path(cache_path)

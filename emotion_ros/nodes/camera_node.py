@@ -7,7 +7,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from emotion_ros.core.frame_sources import SourceError, open_source
+from emotion_ros.core.frames.sources import SourceError, open_source
 from emotion_ros.core.param_spec import ParamSpec
 from emotion_ros.nodes.diagnostics import NodeDiagnostics
 from emotion_ros.nodes.managed_node import ManagedNode

@@ -18,9 +18,9 @@ from sensor_msgs.msg import Image
 
 from emotion_msgs.msg import DatasetCounts, FaceArray
 from emotion_msgs.srv import Capture
-from emotion_ros.core.face_crop import clip_box, crop_face, margin_of
-from emotion_ros.core.facelabeler_dataset import DatasetError, DatasetWriter, UnknownLabel
-from emotion_ros.core.image_encoding import ImageDecodeError
+from emotion_ros.core.faces.crop import clip_box, crop_face, margin_of
+from emotion_ros.core.dataset.facelabeler import DatasetError, DatasetWriter, UnknownLabel
+from emotion_ros.core.frames.encoding import ImageDecodeError
 from emotion_ros.core.log_text import untrusted
 from emotion_ros.core.param_spec import ParamSpec
 from emotion_ros.core.stamp_pairing import StampPairer

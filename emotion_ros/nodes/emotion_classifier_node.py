@@ -6,15 +6,15 @@ import math
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
 from emotion_msgs.msg import Emotion, EmotionArray, Face, FaceArray
-from emotion_ros.core.annotate import draw_faces
-from emotion_ros.core.emotion_model import ModelLoadError, default_model_path, load_fastest, resolve_model_path
-from emotion_ros.core.emotion_pipeline import EmotionPipeline
-from emotion_ros.core.face_crop import margin_of
-from emotion_ros.core.image_encoding import ImageDecodeError
-from emotion_ros.core.image_header import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT
+from emotion_ros.core.faces.annotate import draw_faces
+from emotion_ros.core.emotion.model import ModelLoadError, default_model_path, load_fastest, resolve_model_path
+from emotion_ros.core.emotion.pipeline import EmotionPipeline
+from emotion_ros.core.faces.crop import margin_of
+from emotion_ros.core.frames.encoding import ImageDecodeError
+from emotion_ros.core.frames.header import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT
 from emotion_ros.core.log_text import untrusted
 from emotion_ros.core.param_spec import ParamSpec
-from emotion_ros.core.score_smoothing import ScoreSmoother
+from emotion_ros.core.emotion.smoothing import ScoreSmoother
 from emotion_ros.core.stamp_pairing import StampPairer
 from emotion_ros.nodes.diagnostics import NodeDiagnostics, latency_since
 from emotion_ros.nodes.managed_node import ManagedNode

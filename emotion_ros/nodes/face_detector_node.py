@@ -4,12 +4,12 @@ from __future__ import annotations
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
 from emotion_msgs.msg import Face, FaceArray
-from emotion_ros.core.face_crop import DEFAULT_MARGIN, MARGIN_FOR_BACKEND
-from emotion_ros.core.face_detection import BACKENDS, DEFAULT_BACKEND, create_detector
-from emotion_ros.core.frame_pacing import FramePacer
-from emotion_ros.core.face_tracking import FaceTracker
-from emotion_ros.core.image_encoding import ImageDecodeError
-from emotion_ros.core.image_header import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT
+from emotion_ros.core.faces.crop import DEFAULT_MARGIN, MARGIN_FOR_BACKEND
+from emotion_ros.core.faces.detection import BACKENDS, DEFAULT_BACKEND, create_detector
+from emotion_ros.core.frames.pacing import FramePacer
+from emotion_ros.core.faces.tracking import FaceTracker
+from emotion_ros.core.frames.encoding import ImageDecodeError
+from emotion_ros.core.frames.header import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT
 from emotion_ros.core.param_spec import ParamSpec
 from emotion_ros.nodes.diagnostics import NodeDiagnostics, latency_since
 from emotion_ros.nodes.managed_node import ManagedNode

@@ -3,7 +3,7 @@
 In: `emotions` (EmotionArray: face ids, boxes, expressions; header = source image) and `image` (sizes, crops).
 Out: /humans/faces/tracked (hri_msgs/IdsList) every frame, and per tracked face /humans/faces/<id>/roi
 (NormalizedRegionOfInterest2D), /expression (Expression) and /cropped (Image, only while subscribed).
-The rules (ids, label mapping, normalisation, lifetimes) are in emotion_ros.core.hri_faces; docs/ros4hri.md.
+The rules (ids, label mapping, normalisation, lifetimes) are in emotion_ros.core.hri.faces; docs/ros4hri.md.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from emotion_msgs.msg import EmotionArray
-from emotion_ros.core.hri_faces import (TRACKED_TOPIC, FaceLifetimes, bounded, cropped_face, expression_of,
+from emotion_ros.core.hri.faces import (TRACKED_TOPIC, FaceLifetimes, bounded, cropped_face, expression_of,
                                         face_topic, face_topic_id, normalised_roi)
-from emotion_ros.core.image_encoding import ImageDecodeError
+from emotion_ros.core.frames.encoding import ImageDecodeError
 from emotion_ros.core.param_spec import ParamSpec
 from emotion_ros.nodes.diagnostics import NodeDiagnostics, latency_since
 from emotion_ros.nodes.managed_node import ManagedNode

@@ -1,7 +1,7 @@
 """hue_actuator_node: `emotions` in, a Philips Hue light (or group) showing the followed face's mood out.
 
 A lifecycle node: configure checks the colour table, targets and key file and starts the bridge controller
-(core/hue_controller.py: discovery, v1/v2 detection, TLS, pairing, policy, dispatch); cleanup stops it.
+(core/hue/controller.py: discovery, v1/v2 detection, TLS, pairing, policy, dispatch); cleanup stops it.
 Every decision is published as emotion_msgs/HueState on `~/state` (latched: a late subscriber gets the
 recent ones).
 """
@@ -13,11 +13,11 @@ from typing import List, Optional
 
 from emotion_msgs.msg import EmotionArray, HueState
 from emotion_ros.config_files import config_file
-from emotion_ros.core.hue_colors import ColorConfigError, load_colors
-from emotion_ros.core.hue_controller import EXIT_NOT_PAIRED, HueController, HueEvent, Settings
-from emotion_ros.core.hue_credentials import CredentialsError, check_location, default_username_file
-from emotion_ros.core.hue_params import SPECS
-from emotion_ros.core.hue_policy import Observation, Target
+from emotion_ros.core.hue.colors import ColorConfigError, load_colors
+from emotion_ros.core.hue.controller import EXIT_NOT_PAIRED, HueController, HueEvent, Settings
+from emotion_ros.core.hue.credentials import CredentialsError, check_location, default_username_file
+from emotion_ros.core.hue.params import SPECS
+from emotion_ros.core.hue.policy import Observation, Target
 from emotion_ros.nodes.managed_node import ManagedNode
 from emotion_ros.nodes.node_main import StartupError, main_for
 from emotion_ros.nodes.qos import latched_qos, results_qos

@@ -11,7 +11,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from emotion_ros.core.cpu_threads import limit_native_threads
-from emotion_ros.core.frame_memory import keep_frame_buffers
+from emotion_ros.core.frames.memory import keep_frame_buffers
 from emotion_ros.core.param_spec import ParameterError
 
 

@@ -8,8 +8,8 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from emotion_ros.core.image_encoding import ImageDecodeError, to_bgr8
-from emotion_ros.core.image_header import DEFAULT_MAX_PIXELS, decode_image
+from emotion_ros.core.frames.encoding import ImageDecodeError, to_bgr8
+from emotion_ros.core.frames.header import DEFAULT_MAX_PIXELS, decode_image
 from emotion_ros.core.log_text import untrusted
 
 
@@ -18,7 +18,7 @@ def image_to_bgr(msg: Image) -> np.ndarray:
 
 
 def compressed_to_bgr(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode after checking the size its header declares (emotion_ros.core.image_header)."""
+    """Decode after checking the size its header declares (emotion_ros.core.frames.header)."""
     try:
         return decode_image(msg.data, max_pixels, cv2.IMREAD_COLOR)
     except ImageDecodeError as exc:

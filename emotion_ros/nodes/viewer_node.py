@@ -2,7 +2,7 @@
 
 Subscribes to the topics any user would (`image_annotated` or `image_raw`, `emotions`, `/diagnostics`, the Hue
 node's `~/state`), so it also views a graph running on another machine. The HTTP server is
-emotion_ros.core.viewer_server, on an event loop in a thread of its own: callbacks here only hand data over.
+emotion_ros.core.viewer.server, on an event loop in a thread of its own: callbacks here only hand data over.
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 
 from emotion_msgs.msg import EmotionArray, HueState
-from emotion_ros.core.image_encoding import ImageDecodeError
+from emotion_ros.core.frames.encoding import ImageDecodeError
 from emotion_ros.core.param_spec import ParamSpec
-from emotion_ros.core.viewer_server import ViewerConfig, ViewerServer, access_token, is_loopback
+from emotion_ros.core.viewer.server import ViewerConfig, ViewerServer, access_token, is_loopback
 from emotion_ros.nodes.diagnostics import NodeDiagnostics, latency_since
 from emotion_ros.nodes.managed_node import ManagedNode
 from emotion_ros.nodes.node_main import StartupError, main_for

@@ -22,7 +22,7 @@ from math import isfinite
 import cv2
 import numpy as np
 
-from emotion_ros.core.image_encoding import _uint8_pixels, as_gray
+from emotion_ros.core.frames.encoding import _uint8_pixels, as_gray
 
 DEFAULT_MARGIN = 1.0
 MARGIN_FOR_BACKEND = {'yunet': 1.0, 'haar': 1.03, 'blazeface': 1.09}

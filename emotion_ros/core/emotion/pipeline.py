@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emotion_ros.core.affect import valence_arousal
-from emotion_ros.core.emotion_model import scored_rows
-from emotion_ros.core.face_crop import DEFAULT_MARGIN, clip_box, crop_face
-from emotion_ros.core.score_smoothing import ScoreSmoother
+from emotion_ros.core.emotion.affect import valence_arousal
+from emotion_ros.core.emotion.model import scored_rows
+from emotion_ros.core.faces.crop import DEFAULT_MARGIN, clip_box, crop_face
+from emotion_ros.core.emotion.smoothing import ScoreSmoother
 
 
 @dataclass

@@ -2,7 +2,7 @@
 // Plain JavaScript and canvas; nothing is loaded from anywhere but this server.
 'use strict';
 
-// Same colours as the boxes drawn on the annotated image (emotion_ros/core/annotate.py, there in BGR).
+// Same colours as the boxes drawn on the annotated image (emotion_ros/core/faces/annotate.py, there in BGR).
 const COLORS = {
   happy: '#ffc800', surprise: '#00c8ff', neutral: '#c8c8c8', sad: '#0050ff', angry: '#ff0000',
   fear: '#c800c8', disgust: '#00a000', contempt: '#a07850',

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from emotion_ros.core.hue_policy import HUE_MAX_GROUP_COMMANDS_PER_S, HUE_MAX_LIGHT_COMMANDS_PER_S
+from emotion_ros.core.hue.policy import HUE_MAX_GROUP_COMMANDS_PER_S, HUE_MAX_LIGHT_COMMANDS_PER_S
 from emotion_ros.core.param_spec import ParamSpec
 
 

@@ -178,7 +178,7 @@ MAX_COLOR_FILE_BYTES = 1024 * 1024
 def load_colors(path) -> ColorTable:
     """The table in `path`: a small regular file (FIFOs, devices and huge files are refused before reading)."""
     import yaml
-    from emotion_ros.core.hue_credentials import read_regular_file
+    from emotion_ros.core.hue.credentials import read_regular_file
     path = Path(path)
     try:
         raw = read_regular_file(path, MAX_COLOR_FILE_BYTES, 'colour file')

@@ -15,12 +15,12 @@ from urllib.parse import quote
 
 import phue
 
-from emotion_ros.core import hue_http
-from emotion_ros.core.hue_colors import LightState
-from emotion_ros.core.hue_credentials import BridgeCredentials, redact
-from emotion_ros.core.hue_http import Endpoint, HttpError, Limits
-from emotion_ros.core.hue_policy import Target
-from emotion_ros.core.hue_tls import TlsPolicy
+from emotion_ros.core.hue.bridge import http as hue_http
+from emotion_ros.core.hue.colors import LightState
+from emotion_ros.core.hue.credentials import BridgeCredentials, redact
+from emotion_ros.core.hue.bridge.http import Endpoint, HttpError, Limits
+from emotion_ros.core.hue.policy import Target
+from emotion_ros.core.hue.bridge.tls import TlsPolicy
 from emotion_ros.core.log_text import untrusted
 
 logging.getLogger('phue').setLevel(logging.WARNING)

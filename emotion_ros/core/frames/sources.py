@@ -14,8 +14,8 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
-from emotion_ros.core.image_encoding import ImageDecodeError
-from emotion_ros.core.image_header import read_image_file
+from emotion_ros.core.frames.encoding import ImageDecodeError
+from emotion_ros.core.frames.header import read_image_file
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.pgm', '.ppm')
 STREAM_TIMEOUT_MS = 5000

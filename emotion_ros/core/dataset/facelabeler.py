@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from emotion_ros.core.labels import canonical_label
+from emotion_ros.core.emotion.labels import canonical_label
 
 LABEL_LIST = 'labelList.csv'
 FACE_LABELS = 'faceLabels.csv'

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from emotion_ros.core.labels import canonical_label
+from emotion_ros.core.emotion.labels import canonical_label
 
 # (valence, arousal). Pleasure/arousal ratings of the emotion terms from Russell & Mehrabian (1977),
 # as tabulated in Gebhard's ALMA model (2005); neutral is the origin; contempt is our estimate.

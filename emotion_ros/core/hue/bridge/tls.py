@@ -13,7 +13,7 @@ import hashlib
 import ssl
 from typing import Optional
 
-from emotion_ros.core.hue_http import HttpError
+from emotion_ros.core.hue.bridge.http import HttpError
 
 
 def fingerprint(der: bytes) -> str:

@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 import cv2
 import numpy as np
 
-from emotion_ros.core.image_encoding import ImageDecodeError
+from emotion_ros.core.frames.encoding import ImageDecodeError
 
 # 8K UHD: every real camera fits; the largest accepted image decodes to ~100 MB of BGR.
 DEFAULT_MAX_PIXELS = 7680 * 4320

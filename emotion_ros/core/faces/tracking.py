@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from emotion_ros.core.face_detection import FaceBox
+from emotion_ros.core.faces.detection import FaceBox
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional
 
-from emotion_ros.core.hue_colors import LightState
+from emotion_ros.core.hue.colors import LightState
 
 HUE_MAX_LIGHT_COMMANDS_PER_S = 10.0
 HUE_MAX_GROUP_COMMANDS_PER_S = 1.0

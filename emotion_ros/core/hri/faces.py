@@ -15,12 +15,12 @@ from typing import Dict, Iterable, List, Tuple
 import cv2
 import numpy as np
 
-from emotion_ros.core.labels import canonical_label
+from emotion_ros.core.emotion.labels import canonical_label
 
 FACES_NS = '/humans/faces'
 TRACKED_TOPIC = FACES_NS + '/tracked'
 
-# Our canonical labels (emotion_ros.core.labels) -> hri_msgs/Expression constants (their string values).
+# Our canonical labels (emotion_ros.core.emotion.labels) -> hri_msgs/Expression constants (their string values).
 # Labels without a REP-155 counterpart (e.g. 'contempt', or a custom model's own classes) map to '' (no
 # categorical expression); valence, arousal and confidence are still published for them.
 EXPRESSION_OF_LABEL = {

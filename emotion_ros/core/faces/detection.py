@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotion_ros.core.image_encoding import as_bgr
+from emotion_ros.core.frames.encoding import as_bgr
 
 BACKENDS = ('haar', 'yunet', 'blazeface')
 DEFAULT_BACKEND = 'blazeface'
@@ -160,7 +160,7 @@ _BLAZEFACE_MODELS = {
     'full_sparse_fast': _BlazeFaceModel('face_detection_full_range_sparse_fast.tflite', 192, (4,), (1,), False, 144,
                                         True),
 }
-MODEL_DIR = Path(__file__).resolve().parents[1] / 'models'
+MODEL_DIR = Path(__file__).resolve().parents[2] / 'models'
 
 
 def _anchor_centres(model: _BlazeFaceModel, width: int, height: int) -> np.ndarray:

@@ -31,9 +31,9 @@ import cv2
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from emotion_ros.core.annotate import draw_faces
+from emotion_ros.core.faces.annotate import draw_faces
 
-WEB_DIR = Path(__file__).resolve().parents[1] / 'web'
+WEB_DIR = Path(__file__).resolve().parent / 'static'
 TOKEN_COOKIE = 'emotion_viewer_token'
 MJPEG_BOUNDARY = 'emotionframe'
 SEND_BUFFER_BYTES = 256 * 1024  # per browser; ~5 frames of 640x480 at JPEG quality 80

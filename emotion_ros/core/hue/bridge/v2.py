@@ -14,13 +14,13 @@ import threading
 from typing import Any, Dict, Iterable, List, Optional
 from urllib.parse import quote
 
-from emotion_ros.core import hue_http
-from emotion_ros.core.hue_bridge import (BridgeFault, Resource, TargetIds, exchange, json_reply, redacts, short,
+from emotion_ros.core.hue.bridge import http as hue_http
+from emotion_ros.core.hue.bridge.v1 import (BridgeFault, Resource, TargetIds, exchange, json_reply, redacts, short,
                                          status_fault)
-from emotion_ros.core.hue_colors import LightState
-from emotion_ros.core.hue_credentials import BridgeCredentials, redact
-from emotion_ros.core.hue_http import Endpoint, HttpError, Limits, StreamLimits
-from emotion_ros.core.hue_policy import Target
+from emotion_ros.core.hue.colors import LightState
+from emotion_ros.core.hue.credentials import BridgeCredentials, redact
+from emotion_ros.core.hue.bridge.http import Endpoint, HttpError, Limits, StreamLimits
+from emotion_ros.core.hue.policy import Target
 
 
 class HueV2Client(TargetIds):

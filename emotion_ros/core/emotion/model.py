@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_ros.core.labels import canonical_label
+from emotion_ros.core.emotion.labels import canonical_label
 
 INPUT_SIZE = 48
 DEFAULT_MODEL_NAME = 'emotion.tflite'
@@ -24,7 +24,7 @@ class ModelLoadError(RuntimeError):
 
 def default_model_path() -> Path:
     """The model shipped inside the package (emotion_ros/models/)."""
-    return Path(__file__).resolve().parent.parent / 'models' / DEFAULT_MODEL_NAME
+    return Path(__file__).resolve().parents[2] / 'models' / DEFAULT_MODEL_NAME
 
 
 def shipped_models() -> list:
@@ -238,7 +238,7 @@ class EmotionModel:
         """
         x = np.asarray(crops)
         if x.dtype != np.uint8:
-            raise ValueError(f'crops must be uint8 (use emotion_ros.core.face_crop.crop_face), got {x.dtype}')
+            raise ValueError(f'crops must be uint8 (use emotion_ros.core.faces.crop.crop_face), got {x.dtype}')
         if x.ndim == 2:
             x = x[None]
         if x.ndim == 4 and x.shape[3] == 1:

@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
-from emotion_ros.core.hue_bridge import (Backoff, BridgeFault, BridgeInfo, HueClient, detect, short,
+from emotion_ros.core.hue.bridge.v1 import (Backoff, BridgeFault, BridgeInfo, HueClient, detect, short,
                                          split_address)
-from emotion_ros.core.hue_colors import ColorTable, LightState
-from emotion_ros.core.hue_credentials import (BridgeCredentials, CredentialsError, load_all, redact,
+from emotion_ros.core.hue.colors import ColorTable, LightState
+from emotion_ros.core.hue.credentials import (BridgeCredentials, CredentialsError, load_all, redact,
                                               store_credentials)
-from emotion_ros.core.hue_discovery import FoundBridge, find_bridge
-from emotion_ros.core.hue_http import Limits
-from emotion_ros.core.hue_policy import ExpressionHold, LightScheduler, Observation, Target, select_face
-from emotion_ros.core.hue_tls import TlsPolicy
-from emotion_ros.core.hue_v2 import HueV2Client
+from emotion_ros.core.hue.bridge.discovery import FoundBridge, find_bridge
+from emotion_ros.core.hue.bridge.http import Limits
+from emotion_ros.core.hue.policy import ExpressionHold, LightScheduler, Observation, Target, select_face
+from emotion_ros.core.hue.bridge.tls import TlsPolicy
+from emotion_ros.core.hue.bridge.v2 import HueV2Client
 
 PAIRING_REMINDER_S = 15.0
 EXIT_NOT_PAIRED = 3

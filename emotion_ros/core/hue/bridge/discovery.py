@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from emotion_ros.core.hue_credentials import CredentialsError, read_regular_file
+from emotion_ros.core.hue.credentials import CredentialsError, read_regular_file
 
 SERVICE = '_hue._tcp.local.'
 MAX_CACHE_BYTES = 16 * 1024
