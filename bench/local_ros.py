@@ -3,7 +3,7 @@
 Every child gets shared-memory-only Fast DDS, localhost discovery, a ROS domain of its own and scratch
 homes (see ../shared/ros2-pip/README.md, "Network hygiene"); each runs in its own process group, and
 `ProcessGroup.stop_all` (also run at exit and on SIGTERM/SIGINT) ends them all. Mirrors
-test/conftest.py and test/ros_graph.py without depending on pytest.
+test/conftest.py and test/support/ros_graph.py without depending on pytest.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ compressed on both), listens to `camera_info` and `emotions` itself, and prints 
 emotions, latency (image stamp -> emotions here), bytes over `lo` per second and per frame (every byte in
 the namespace is ours), whether any node mapped a Fast DDS shared-memory segment, and the interfaces seen.
 
-Used by test/test_multi_host.py (CI) and bench/bench_link.py (raw vs compressed latency and bandwidth).
+Used by test/graph/test_multi_host.py (CI) and bench/bench_link.py (raw vs compressed latency and bandwidth).
 """
 from __future__ import annotations
 

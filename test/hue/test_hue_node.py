@@ -25,7 +25,7 @@ from emotion_ros.nodes.qos import latched_qos, results_qos  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COLORS = load_colors(REPO / 'config' / 'hue_colors.yaml')
 USER = 'f00dfeed' * 5
 LABELS = ('angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral')

@@ -120,7 +120,7 @@ def test_live_graph_sends_only_to_loopback(ros_env, tmp_path):
 
 
 def test_browser_of_the_viewer_tests_sends_nothing_off_the_machine(tmp_path):
-    """The browser tests' chromium (test/viewer_browser.py flags), traced from its start: no DNS lookup, no
+    """The browser tests' chromium (test/support/viewer_browser.py flags), traced from its start: no DNS lookup, no
     connection anywhere but 127.0.0.1 while it loads a page and idles (its background services start then)."""
     pytest.importorskip('playwright')
     from viewer_browser import chromium_path, offline_page

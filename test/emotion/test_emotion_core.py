@@ -11,7 +11,7 @@ from emotion_ros.core.emotion.model import (EmotionModel, ModelLoadError, defaul
 from emotion_ros.core.faces.crop import DEFAULT_MARGIN, MARGIN_FOR_BACKEND, crop_face
 from emotion_ros.core.emotion.labels import CANONICAL_LABELS, canonical_label
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FER = REPO.parent / 'shared' / 'datasets' / 'fer2013' / 'fer2013_trainval.npz'
 Box = namedtuple('Box', 'x y w h score')
 

@@ -15,7 +15,7 @@ Faults (`inject`): 429 (with Retry-After), 500, 503, unauthorized, malformed, de
 a reply), drip (a byte every 0.2 s), endless (a chunked reply that never ends), nested (JSON 100000 deep),
 huge (a 5 MB body), leak (an error text quoting the caller's key); `drop_streams()` cuts the event streams.
 
-Standalone: `python test/hue_bridge_emulator.py --port 8080 --press-button` (v1) or `--v2 --cert-dir DIR`
+Standalone: `python test/support/hue_bridge_emulator.py --port 8080 --press-button` (v1) or `--v2 --cert-dir DIR`
 (writes ca.pem for the node's ca_file) prints every request.
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ from emotion_ros.core.emotion.model import (ModelLoadError, default_model_path, 
                                             weights_precision)
 from emotion_ros.core.emotion.labels import canonical_label
 
-FER = Path(__file__).resolve().parents[2] / 'shared' / 'datasets' / 'fer2013' / 'fer2013_trainval.npz'
+FER = Path(__file__).resolve().parents[3] / 'shared' / 'datasets' / 'fer2013' / 'fer2013_trainval.npz'
 DUAL = 'emotion_small'     # the shipped model that comes as int8 + float32 (the distilled student)
 
 

@@ -17,7 +17,7 @@ from emotion_ros.core.hue.params import defaults
 from pathlib import Path
 
 pytestmark = pytest.mark.timeout(120)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COLORS = load_colors(REPO / 'config' / 'hue_colors.yaml')
 
 

@@ -162,7 +162,7 @@ def test_non_loopback_bind_requires_the_printed_token(ros_env, tmp_path):
     probe = subprocess.run(['unshare', '--net', 'true'], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f'needs a network namespace (unshare --net, root): {probe.stderr.decode().strip()}')
-    out = subprocess.run(['unshare', '--net', sys.executable, str(HERE / 'viewer_netns_probe.py'), str(tmp_path)],
+    out = subprocess.run(['unshare', '--net', sys.executable, str(HERE.parent / 'support' / 'viewer_netns_probe.py'), str(tmp_path)],
                          env=ros_env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -228,7 +228,7 @@ def test_draw_faces_puts_the_boxes_on_frames_without_them():
 @pytest.mark.slow
 def test_a_normal_install_serves_the_page(tmp_path):
     """The page's files are package data: a wheel (not only the editable checkout) carries and serves them."""
-    repo = HERE.parent
+    repo = HERE.parents[1]
     build = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps', '--no-build-isolation',
                             str(repo), '-w', str(tmp_path / 'wheel')], capture_output=True, text=True, timeout=300,
                            cwd=tmp_path)

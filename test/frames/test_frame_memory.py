@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Three 640x480x3 buffers per "frame", freed together, as rclpy's take of a sensor_msgs/Image makes them.
 PROBE = r'''

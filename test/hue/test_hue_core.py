@@ -20,7 +20,7 @@ from emotion_ros.core.hue.credentials import (CredentialsError, default_username
 from emotion_ros.core.hue.policy import (ExpressionHold, LightScheduler, Observation, RateLimiter, Target,
                                          select_face)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RED = LightState(80, 0.5, xy=(0.675, 0.322))
 BLUE = LightState(35, 2.0, hue=46920, sat=220)
 
@@ -333,7 +333,7 @@ def test_client_unreachable_and_wrong_user(bridge):
 
 
 def test_emulator_runs_standalone_and_prints_a_request_log():
-    proc = subprocess.Popen([sys.executable, str(REPO / 'test' / 'hue_bridge_emulator.py'), '--port', '0',
+    proc = subprocess.Popen([sys.executable, str(REPO / 'test' / 'support' / 'hue_bridge_emulator.py'), '--port', '0',
                              '--press-button'], stdout=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()

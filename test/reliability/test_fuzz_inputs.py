@@ -7,7 +7,7 @@ Properties: no exception escapes a callback; what is published is valid (stamps 
 image, finite scores summing to 1, at most max_faces); time and peak memory stay bounded.
 
 The quick layer runs in every `make test` (a few seconds each). The long campaign (thousands of examples
-per property) runs with `pytest -m fuzz_long test/test_fuzz_inputs.py` or EMOTION_FUZZ_LONG=1.
+per property) runs with `pytest -m fuzz_long test/reliability/test_fuzz_inputs.py` or EMOTION_FUZZ_LONG=1.
 """
 import math
 import os
