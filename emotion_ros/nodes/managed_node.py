@@ -6,6 +6,7 @@
     deactivate()  active -> inactive: output stops (e.g. end a running capture).
     cleanup()     inactive -> unconfigured: release non-ROS resources configure() made (files, devices).
     shutdown      any state -> finalized: cleanup, then the process ends with exit code 0 (respawn can fire).
+                  SIGINT and SIGTERM take the same transition (`end`), so a node's final state is published.
 
 What the base class does so no node can forget it:
 - Every publisher, subscription, timer, service and client created from the start of configure() until
@@ -63,6 +64,7 @@ class ManagedNode(LifecycleNode):
         self.configured = False
         self.finished, self.exit_code = False, 0
         self.startup_error = ''
+        self._ending = ''
         super().__init__(node_name, **node_kwargs)
         self.p = declare_params(self, specs, apply_now=lambda: self.configured)
         self.setup()
@@ -223,8 +225,24 @@ class ManagedNode(LifecycleNode):
             self.deactivate()
         self._release()
         self.finished, self.exit_code = True, 0
-        self.get_logger().info('shut down by lifecycle transition; exiting')
+        self.get_logger().info(f'shut down ({self._ending or "lifecycle transition"}); exiting')
+        self._ending = ''
         return super().on_shutdown(state)
+
+    def end(self, why: str) -> None:
+        """End as the `shutdown` transition does (deactivate publishes the final state, then everything is
+        released and the state is `finalized`), for a signal (node_main.StopRequest); the context is still valid,
+        so the final messages go out."""
+        self._ending = why
+        try:
+            self.trigger_shutdown()
+        except Exception as exc:  # mid-transition or finalized already: release what is left all the same
+            self.get_logger().warning(f'{why}: no shutdown transition from here ({exc}); releasing')
+            if self.active:
+                self.active = False
+                self.deactivate()
+            self._release()
+            self.finished = True
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f'error in transition from {state.label}; releasing everything')

@@ -9,6 +9,7 @@ from typing import Callable, Optional, Sequence
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from emotion_ros.core.cpu_threads import limit_native_threads
 from emotion_ros.core.frames.memory import keep_frame_buffers
@@ -25,32 +26,61 @@ class StartupError(RuntimeError):
     """A node cannot start (bad parameter, missing model, unopenable source); the message says why."""
 
 
-def interrupts_end_the_spin() -> None:
-    """Before rclpy.init: SIGINT no longer raises KeyboardInterrupt; rclpy's handler, installed over this one,
-    shuts the context down and that ends the spin loop between callbacks.
+class StopRequest:
+    """SIGINT and SIGTERM, noted: the spin loop ends between callbacks, then the node takes its `shutdown`
+    transition (final state published, everything released) while its context is still valid.
 
-    A KeyboardInterrupt lands wherever Python happens to be. Inside rclpy's C++ message conversion it became
-    `RuntimeError: Unable to convert call argument '0' to Python object` and the detector died with exit 1 on
-    Ctrl-C (CI 2026-12-02; 1 of 20 SIGINTs into a detector flooded with 640x480 frames). A flag-only handler
-    without rclpy's was tried: a classifier then ignored SIGINT and SIGTERM until launch killed it."""
+    Installed instead of rclpy's handlers (`SignalHandlerOptions.NO`): those shut the context down inside the
+    signal handler, so a node's last message had nowhere to go (the HRI publisher's final empty `tracked`
+    raised "publisher's context is invalid" and the process exited 1). A KeyboardInterrupt is never raised:
+    it lands wherever Python happens to be, and inside rclpy's C++ message conversion it became
+    `RuntimeError: Unable to convert call argument '0' to Python object` (the detector died with exit 1 on
+    Ctrl-C, CI 2026-12-02, 1 of 20 SIGINTs into a detector flooded with 640x480 frames). The spin waits at most
+    0.1 s between checks of the flag, so a node ends within that of a signal outside a long callback."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum = 0
+
+    def __call__(self, signum, frame) -> None:
+        self.signum = self.signum or signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ''
+
+    def install(self) -> 'StopRequest':
+        for sig in self.SIGNALS:
+            signal.signal(sig, self)
+        return self
+
+
+def interrupts_end_the_spin() -> None:
+    """Before rclpy.init with rclpy's own signal handlers (emotion_live's in-process graph): SIGINT no longer
+    raises KeyboardInterrupt (see StopRequest); rclpy's handler, installed over this one, shuts the context
+    down and that ends the spin loop between callbacks."""
     signal.signal(signal.SIGINT, lambda signum, frame: None)
 
 
 def ignore_further_interrupts() -> None:
-    """Once ending, a second SIGINT (`ros2 launch` sends one when stdin is not a terminal) must do nothing: Python
-    resets a handler function to SIG_DFL while it finalizes (the process then died with -2); SIG_IGN stays."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Once ending, a second SIGINT (`ros2 launch` sends one when stdin is not a terminal) or SIGTERM must do
+    nothing: Python resets a handler function to SIG_DFL while it finalizes (the process then died with -2);
+    SIG_IGN stays."""
+    for sig in StopRequest.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) -> int:
     """Create the node, spin it until it is finished (end of source, lifecycle `shutdown`) or Ctrl-C; exit code.
 
-    Ctrl-C and lifecycle shutdown exit 0; a node that cannot start exits 2 with one log line."""
+    Ctrl-C, SIGTERM and lifecycle shutdown exit 0 (a signal first takes the node through `shutdown`, see
+    StopRequest); a node that cannot start exits 2 with one log line."""
     limit_native_threads()
     keep_frame_buffers()
-    interrupts_end_the_spin()
+    stop = StopRequest().install()
     try:
-        rclpy.init(args=args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except RuntimeError as exc:  # rclpy's RCLError: unparsable --ros-args
         print(f'cannot start: invalid ROS arguments: {str(exc).split(", at ")[0]}', file=sys.stderr)
         return 2
@@ -63,9 +93,14 @@ def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) 
             return 2
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        while rclpy.ok() and not getattr(node, 'finished', False):
+        while rclpy.ok() and not getattr(node, 'finished', False) and not stop.signum:
             executor.spin_once(timeout_sec=0.1)
-        linger_until = time.monotonic() + LINGER_S
+        if stop.signum:
+            ignore_further_interrupts()
+            end = getattr(node, 'end', None)
+            if end is not None:
+                end(f'{stop.name} received')
+        linger_until = time.monotonic() + (LINGER_S if getattr(node, 'finished', False) else 0.0)
         while rclpy.ok() and time.monotonic() < linger_until:
             executor.spin_once(timeout_sec=0.05)
         return int(getattr(node, 'exit_code', 0))
