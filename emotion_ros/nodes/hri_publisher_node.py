@@ -36,6 +36,8 @@ except ImportError:  # pragma: no cover - exercised by the startup test where hr
 def _check_prefix(value: str) -> Optional[str]:
     if not value or not value[0].isalpha() or not all(c.isascii() and (c.isalnum() or c == '_') for c in value):
         return 'must start with a letter and hold only A-Z, a-z, 0-9 and _ (a topic-name token)'
+    if value.endswith('_') or '__' in value:
+        return 'must not end in _ nor hold __ (escaped ids start with _; ROS names never hold __)'
     return None
 
 

@@ -33,7 +33,46 @@ def test_decimal_ids_read_like_hri_face_detect_ids_and_stay_distinct():
     assert face_topic_id('3') == 'f3' and face_topic_id('3', prefix='face') == 'face3'
     ids = [face_topic_id(str(i)) for i in range(1, 2000)]
     assert len(set(ids)) == len(ids)
-    assert face_topic_id('a-b') != face_topic_id('a.b')              # cleaned alike, kept apart by checksum
+    assert face_topic_id('a-b') != face_topic_id('a.b')
+
+
+def test_row10_ids_that_cf495d6_cleaned_alike_stay_apart():
+    """Issue 24 row 10: 'a-b' and 'a_b_35c2229e' were one REP-155 id (one face dropped, or an id flipping
+    between two people); so were any two ids whose cleaned forms met, and any CRC-32 collision."""
+    colliding = ['a-b', 'a_b_35c2229e', 'a_b', 'a.b', 'a__b', '_a_b', 'a b', 'ab']
+    ids = [face_topic_id(i) for i in colliding]
+    assert len(set(ids)) == len(ids), ids
+    assert face_topic_id('a-b') == 'fa_2dzb' and face_topic_id('3') == 'f3' and face_topic_id('f00003') == 'ff00003'
+    assert face_topic_id('x' * 300) != face_topic_id('x' * 301)
+    assert len(face_topic_id('x' * 10000)) == 1 + 2 + 64
+
+
+hypothesis = pytest.importorskip('hypothesis')
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+# Track ids as a hostile upstream could send them: short look-alikes over a small alphabet (where collisions of a
+# cleaning scheme live), escape-shaped strings, long ids near the hashing threshold, and any Unicode.
+track_ids = (st.text(alphabet='ab_-.z5f ', max_size=12)
+             | st.text(alphabet='_0123456789abcdefhz', max_size=24)
+             | st.text(alphabet='xy_-', min_size=30, max_size=200)
+             | st.text(max_size=60))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sets(track_ids, min_size=2, max_size=40), st.sampled_from(['f', 'face', 'Fx9']))
+def test_generated_id_sets_map_to_distinct_valid_topic_tokens(raw_ids, prefix):
+    mapped = {i: face_topic_id(i, prefix) for i in raw_ids}
+    assert len(set(mapped.values())) == len(raw_ids), mapped           # injective over the set
+    for raw, face_id in mapped.items():
+        assert _valid_topic(face_topic(face_id, 'expression')), (raw, face_id)
+        assert face_topic_id(raw, prefix) == face_id                     # stable
+
+
+@settings(max_examples=200, deadline=None)
+@given(track_ids)
+def test_generated_ids_pass_rcl_validation(raw):
+    validate = pytest.importorskip('rclpy.validate_full_topic_name').validate_full_topic_name
+    assert validate(face_topic(face_topic_id(raw), 'cropped'))
 
 
 def test_mapping_covers_every_shipped_label_with_rep155_constants():

@@ -225,6 +225,38 @@ def test_lost_face_leaves_tracked_at_once_and_its_topics_after_the_grace_period(
         rclpy.shutdown()
 
 
+def test_row10_look_alike_track_ids_are_two_faces_for_a_consumer(ros_env, tmp_path):
+    """Issue 24 row 10: track ids 'a-b' and 'a_b_35c2229e' were one REP-155 id on cf495d6 (one face dropped).
+    Over DDS, each gets its own id in `tracked` and its own roi and expression topics."""
+    rclpy.init()
+    node = rclpy.create_node('look_alike_classifier')
+    proc = NodeProcess('hri_publisher_node', ros_args(), ros_env, tmp_path)
+    try:
+        consumer = Rep155Consumer(node)
+        emotions_pub = node.create_publisher(EmotionArray, 'emotions', results_qos())
+        image_pub = node.create_publisher(Image, 'image', latest_frame_qos())
+        assert spin_until(node, lambda: emotions_pub.get_subscription_count() and image_pub.get_subscription_count()
+                          and node.count_publishers('/humans/faces/tracked'), 60), proc.output
+        tracks = ['a-b', 'a_b_35c2229e', 'a.b']
+        t0 = time.time()
+        for k in range(100):
+            header, msg = _emotions(t0 + k / 10, tracks)
+            image_pub.publish(Image(header=header, height=120, width=160, encoding='bgr8', step=480,
+                                    data=bytes(160 * 120 * 3)))
+            spin_until(node, lambda: False, 0.02)
+            emotions_pub.publish(msg)
+            if spin_until(node, lambda: consumer.tracked and all(consumer.expressions.get(i) for i in
+                                                                 consumer.tracked[-1].ids), 0.5) and k > 5:
+                break
+        listed = consumer.tracked[-1].ids
+        assert len(listed) == 3 and len(set(listed)) == 3, (listed, proc.output)
+        assert all(node.count_publishers(f'/humans/faces/{i}/roi') == 1 for i in listed)
+    finally:
+        proc.stop()
+        node.destroy_node()
+        rclpy.shutdown()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('hri', [False, True], ids=['off', 'hri'])
 def test_emotion_live_publishes_under_humans_only_with_hri(ros_env, tmp_path, hri):

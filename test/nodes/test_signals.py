@@ -9,22 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
-import numpy as np
 import pytest
 
-from ros_graph import NodeProcess, ros_args, spin_until
+from ros_graph import NodeProcess, ros_args, spin_until, wait_active
 
 rclpy = pytest.importorskip('rclpy')
-from lifecycle_msgs.srv import GetState  # noqa: E402
-from rclpy.qos import qos_profile_system_default  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
-
-from emotion_msgs.msg import Emotion, EmotionArray  # noqa: E402
-from emotion_ros.nodes.qos import latest_frame_qos, results_qos  # noqa: E402
-from emotion_ros.nodes.ros_image import bgr_to_image  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -47,22 +37,6 @@ def probe():
     yield node
     node.destroy_node()
     rclpy.shutdown()
-
-
-def wait_active(probe, name: str, proc: NodeProcess, timeout: float = 150.0) -> None:
-    client = probe.create_client(GetState, f'/{name}/get_state')
-    end = time.monotonic() + timeout
-    label = ''
-    while time.monotonic() < end and proc.proc.poll() is None:
-        if client.wait_for_service(timeout_sec=1.0):
-            future = client.call_async(GetState.Request())
-            spin_until(probe, future.done, 10.0)
-            label = future.result().current_state.label if future.done() and future.result() else ''
-            if label == 'active':
-                break
-        time.sleep(0.2)
-    probe.destroy_client(client)
-    assert label == 'active', (name, label, proc.output[-3000:])
 
 
 def end_with(proc: NodeProcess, signame: str, timeout: float = 60.0) -> int:
@@ -91,36 +65,17 @@ def test_every_node_ends_with_0_on_a_signal_after_its_shutdown_transition(probe,
 @pytest.mark.parametrize('signame', ['SIGINT', 'SIGTERM'])
 def test_hri_publisher_sends_its_final_empty_tracked_list_on_a_signal(probe, ros_env, tmp_path, signame):
     pytest.importorskip('hri_msgs.msg', reason='hri_msgs is not built into this venv (`make hri-msgs`)')
-    from hri_msgs.msg import IdsList
-    tracked = []
-    probe.create_subscription(IdsList, '/humans/faces/tracked', tracked.append, qos_profile_system_default)
-    images = probe.create_publisher(Image, 'image', latest_frame_qos(depth=10))
-    emotions = probe.create_publisher(EmotionArray, 'emotions', results_qos())
+    from hri_feed import HriFeed
+    feed = HriFeed(probe)
     proc = NodeProcess('hri_publisher_node', ros_args({'grace_period_s': 600.0}), ros_env, tmp_path)
     try:
         wait_active(probe, 'hri_publisher', proc)
-        assert spin_until(probe, lambda: images.get_subscription_count() and emotions.get_subscription_count()
-                          and probe.count_publishers('/humans/faces/tracked'), 60)
-        header = Header(frame_id='camera')
-        header.stamp.sec = 7
-        image = bgr_to_image(np.zeros((120, 160, 3), np.uint8), header)
-        msg = EmotionArray(header=image.header)
-        face = Emotion(expression='happy', confidence=0.9)
-        face.face.id, face.face.roi.x_offset, face.face.roi.width, face.face.roi.height = '3', 10, 40, 40
-        msg.emotions.append(face)
-
-        def seen_face():
-            return any(m.ids == ['f3'] for m in tracked)
-        for _ in range(60):                    # until the consumer matched and got one list with the face
-            images.publish(image)
-            emotions.publish(msg)
-            if spin_until(probe, seen_face, 1.0):
-                break
-        assert seen_face(), (tracked, proc.output[-3000:])
+        assert feed.matched(), proc.output[-3000:]
+        assert feed.until_listed(['3'], lambda ids: ids == ['f3']), (feed.tracked, proc.output[-3000:])
         code = end_with(proc, signame)
-        spin_until(probe, lambda: tracked[-1].ids == [], 10.0)
+        spin_until(probe, lambda: feed.tracked[-1].ids == [], 10.0)
     finally:
         proc.stop()
     assert code == 0, proc.output[-3000:]
-    assert tracked[-1].ids == [], [m.ids for m in tracked[-5:]]
+    assert feed.tracked[-1].ids == [], [m.ids for m in feed.tracked[-5:]]
     assert 'Traceback' not in proc.output, proc.output[-3000:]

@@ -82,3 +82,21 @@ def set_param(node, target: str, name: str, value) -> None:
     assert spin_until(node, future.done, 30), f'no answer setting {name}'
     result = future.result().results[0]
     assert result.successful, f'{name} := {value!r} refused: {result.reason}'
+
+
+def wait_active(node, target: str, proc: NodeProcess, timeout: float = 150.0) -> None:
+    """Until `target`'s lifecycle state (its get_state service) is `active`; asserts it, with the process's log."""
+    from lifecycle_msgs.srv import GetState
+    client = node.create_client(GetState, f'/{target}/get_state')
+    end = time.monotonic() + timeout
+    label = ''
+    while time.monotonic() < end and proc.proc.poll() is None:
+        if client.wait_for_service(timeout_sec=1.0):
+            future = client.call_async(GetState.Request())
+            spin_until(node, future.done, 10.0)
+            label = future.result().current_state.label if future.done() and future.result() else ''
+            if label == 'active':
+                break
+        time.sleep(0.2)
+    node.destroy_client(client)
+    assert label == 'active', (target, label, proc.output[-3000:])

@@ -7,8 +7,7 @@ create (or drop) their per-id subscriptions as ids appear (or disappear) there.
 """
 from __future__ import annotations
 
-import re
-import zlib
+import hashlib
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Tuple
 
@@ -34,24 +33,31 @@ EXPRESSION_OF_LABEL = {
 }
 UNKNOWN_EXPRESSION = ''
 
-_NOT_TOKEN = re.compile(r'[^A-Za-z0-9_]+')
-_MAX_TOKEN = 40  # longer ids are cut and checksummed: topic names stay far below DDS's 255-character limit
+_LITERAL = frozenset('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789')
+_MAX_TOKEN = 96   # longer escaped ids are hashed: topic names stay far below DDS's 255-character limit
+
+
+def _escaped(raw: str) -> str:
+    return ''.join(c if c in _LITERAL else f'_{ord(c):x}z' for c in raw)
 
 
 def face_topic_id(track_id: str, prefix: str = 'f') -> str:
-    """The REP-155 id of a face track: a valid ROS topic-name token, stable and distinct per track id.
+    """The REP-155 id of a face track: a valid ROS topic-name token, stable, and distinct for distinct track ids.
 
     ROS 2 name tokens are [A-Za-z0-9_] and must not start with a digit, so our tracker's decimal ids ('3')
-    become 'f3' (hri_face_detect's deterministic ids look alike: 'f00003'). Any other character is replaced,
-    over-long ids are cut, and then a short checksum of the original id keeps two ids that clean up alike
-    ('a-b', 'a.b') apart.
+    become 'f3' (hri_face_detect's deterministic ids look alike: 'f00003'). ASCII letters and digits stay as
+    they are; every other character (the underscore too) becomes `_<hex code point>z` ('a-b' -> 'fa_2dzb',
+    'a_b' -> 'fa_5fzb'), a code that decodes back, so two track ids never share a REP-155 id (the
+    cf495d6 mapping cleaned 'a-b' and 'a_b_35c2229e' alike). An escaped id longer than 96 characters becomes
+    `_h` + the full SHA-256 of the track id: `_h` never starts an escape (h is no hex digit), so hashed ids
+    cannot meet escaped ones, and among themselves they differ unless SHA-256 collides. No form contains `__`
+    (given a prefix that does not end in `_`, as hri_publisher_node's `id_prefix` check requires).
     """
     raw = str(track_id)
-    clean = re.sub(r'_+', '_', _NOT_TOKEN.sub('_', raw)).strip('_')
-    if clean == raw and 0 < len(clean) <= _MAX_TOKEN:
-        return prefix + clean
-    digest = f'{zlib.crc32(raw.encode("utf-8")):08x}'
-    return f'{prefix}{clean[:_MAX_TOKEN]}_{digest}' if clean else prefix + digest
+    token = _escaped(raw)
+    if len(token) > _MAX_TOKEN:
+        token = '_h' + hashlib.sha256(raw.encode('utf-8', 'surrogatepass')).hexdigest()
+    return prefix + token
 
 
 def face_topic(face_id: str, leaf: str) -> str:
