@@ -22,11 +22,13 @@ class Dataset:
     ferplus_votes: np.ndarray | None = None
     ferplus_classes: list | None = None
     teacher: np.ndarray | None = None      # float32 (N, C) teacher probabilities (distillation)
+    subject: np.ndarray | None = None      # str (N,) the person in the image, where the source names them
 
     def subset(self, mask_or_idx) -> 'Dataset':
         pick = lambda a: None if a is None else a[mask_or_idx]  # noqa: E731
         return Dataset(self.images[mask_or_idx], self.labels[mask_or_idx], list(self.classes),
-                       pick(self.split), pick(self.ferplus_votes), self.ferplus_classes, pick(self.teacher))
+                       pick(self.split), pick(self.ferplus_votes), self.ferplus_classes, pick(self.teacher),
+                       pick(self.subject))
 
     def __len__(self):
         return len(self.labels)
@@ -45,6 +47,7 @@ def load_npz(path) -> Dataset:
             split = z['split'].astype(str) if 'split' in z.files else None
             votes = z['ferplus_votes'] if 'ferplus_votes' in z.files else None
             vclasses = z['ferplus_classes'].tolist() if 'ferplus_classes' in z.files else None
+            subject = z['subject'].astype(str) if 'subject' in z.files else None
     except (OSError, ValueError) as e:
         if isinstance(e, DatasetError):
             raise
@@ -55,7 +58,7 @@ def load_npz(path) -> Dataset:
         raise DatasetError(f'{path}: {len(images)} images but {len(labels)} labels')
     if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
         raise DatasetError(f'{path}: labels outside 0..{len(classes) - 1}')
-    return Dataset(images, labels, classes, split, votes, vclasses)
+    return Dataset(images, labels, classes, split, votes, vclasses, subject=subject)
 
 
 def image_hashes(images: np.ndarray) -> list:
@@ -124,10 +127,12 @@ def make_targets(ds: Dataset, label_smoothing: float = 0.0, ferplus_weight: floa
     return y
 
 
-def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
+def class_weights(labels: np.ndarray, num_classes: int, mode: str, sample_weight=None) -> np.ndarray:
     """Per-class loss weights (mean 1 over samples). 'sqrt' = inverse square-root frequency: lifts
-    rare classes (disgust is 1.5 % of FER2013) without giving up much accuracy as 'balanced' does."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    rare classes (disgust is 1.5 % of FER2013) without giving up much accuracy as 'balanced' does.
+    `sample_weight`: how often each row is drawn per epoch (several sources at their sampling weights)."""
+    sw = np.ones(len(labels)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    counts = np.bincount(labels, weights=sw, minlength=num_classes).astype(np.float64)
     counts = np.maximum(counts, 1)
     if mode == 'none':
         w = np.ones(num_classes)
@@ -137,7 +142,7 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray
         w = 1.0 / np.sqrt(counts)
     else:
         raise ValueError(f'unknown class-weight mode {mode!r}')
-    w = w / (w[labels].mean())
+    w = w / (np.average(w[labels], weights=sw) if sw.sum() > 0 else 1.0)
     return w.astype(np.float32)
 
 
@@ -146,7 +151,7 @@ def _seed(seed, k):
     return tf.stack([tf.cast(seed, tf.int64), tf.constant(k, tf.int64)])
 
 
-def augment_batch(x, seed, strength: float = 1.0):
+def augment_batch(x, seed, strength: float = 1.0, robot_camera: bool = False):
     """Geometric + photometric augmentation of a float batch (B,48,48,1) in 0..255, vectorised.
 
     Flip, small rotation/zoom/shift (faces from a detector are never perfectly aligned), contrast and
@@ -180,7 +185,39 @@ def augment_batch(x, seed, strength: float = 1.0):
               & (tf.abs(cols - tf.reshape(centre[:, 1], [b, 1, 1, 1])) < size / 2))
     erase = tf.random.stateless_uniform([b, 1, 1, 1], _seed(seed, 9)) < 0.5 * min(s, 1.0)
     x = tf.where(inside & erase, mean, x)
+    if robot_camera:
+        x = robot_camera_batch(x, seed)
     return tf.clip_by_value(x, 0.0, 255.0)
+
+
+def robot_camera_batch(x, seed):
+    """What a robot's camera does to a face that web photos and studio shots rarely show: light from one
+    side (a linear brightness ramp of up to +-45 grey levels across the face), defocus or motion blur
+    (3x3 / 5x5 Gaussian, blended in by a random amount), sensor noise (Gaussian, sigma up to 10) and JPEG
+    compression (quality 30-90, a third of the faces). Each applies to about half of the batch."""
+    import tensorflow as tf
+    b = tf.shape(x)[0]
+    u = lambda k, shape, lo=0.0, hi=1.0: tf.random.stateless_uniform(shape, _seed(seed, k), lo, hi)  # noqa: E731
+    theta = u(20, [b, 1, 1, 1], 0.0, 6.2832)
+    amp = u(21, [b, 1, 1, 1], -45.0, 45.0) * tf.cast(u(22, [b, 1, 1, 1]) < 0.5, tf.float32)
+    grid = tf.range(48, dtype=tf.float32) / 47.0 - 0.5
+    ramp = tf.cos(theta) * tf.reshape(grid, [1, 1, 48, 1]) + tf.sin(theta) * tf.reshape(grid, [1, 48, 1, 1])
+    x = x + amp * ramp
+    g3 = tf.constant([1., 2., 1.]) / 4.0
+    g5 = tf.constant([1., 4., 6., 4., 1.]) / 16.0
+    k3 = tf.reshape(g3[:, None] * g3[None, :], [3, 3, 1, 1])
+    k5 = tf.reshape(g5[:, None] * g5[None, :], [5, 5, 1, 1])
+    blur3 = tf.nn.conv2d(x, k3, 1, 'SAME')
+    blur5 = tf.nn.conv2d(x, k5, 1, 'SAME')
+    mix = u(23, [b, 1, 1, 1]) * tf.cast(u(24, [b, 1, 1, 1]) < 0.5, tf.float32)
+    x = tf.where(u(25, [b, 1, 1, 1]) < 0.5, (1 - mix) * x + mix * blur3, (1 - mix) * x + mix * blur5)
+    sigma = u(26, [b, 1, 1, 1], 0.0, 10.0) * tf.cast(u(27, [b, 1, 1, 1]) < 0.5, tf.float32)
+    x = x + sigma * tf.random.stateless_normal(tf.shape(x), _seed(seed, 28))
+    x = tf.clip_by_value(x, 0.0, 255.0)
+    quality = tf.cast(u(29, [b], 30.0, 90.0), tf.int32)
+    jpeg = tf.map_fn(lambda iq: tf.image.adjust_jpeg_quality(iq[0] / 255.0, iq[1]) * 255.0, (x, quality),
+                     fn_output_signature=tf.float32)
+    return tf.where(u(30, [b, 1, 1, 1]) < 0.33, tf.reshape(jpeg, tf.shape(x)), x)
 
 
 def train_dataset(images, targets, weights, batch_size: int, seed: int, augment: bool = True):

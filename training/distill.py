@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import fit, teacher
+from .sources import parse_spec
 
 
 def run_distill(args) -> int:
-    args.teacher_probs = teacher.load_or_compute(args.data, args.teacher_cache, args.teacher)
+    primary = parse_spec(args.data[0])[1]   # the teacher's probabilities are for the primary source's rows
+    args.teacher_probs = teacher.load_or_compute(primary, args.teacher_cache, args.teacher)
     args.resume = args.resume or (Path(args.run_dir) / 'checkpoints' / 'state.json').exists()
     fit.run_fit(args)
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as D
+from . import sources as S
 from .metrics import summarize
 from .plots import plot_confusion, plot_curves
 
@@ -69,33 +70,42 @@ def _callbacks(keras):
             self.step += 1
 
     class Checkpointer(keras.callbacks.Callback):
-        """After every epoch: last.keras + state.json (resumable), best.keras on a new best val accuracy."""
+        """After every epoch: every validation source scored, last.keras + state.json (resumable), and
+        best.keras on a new best selection score (the mean accuracy over the `select` sources)."""
 
-        def __init__(self, run_dir, schedule, state):
+        def __init__(self, run_dir, schedule, state, val_sets, select, primary):
             super().__init__()
             self.run, self.schedule = Path(run_dir), schedule
+            self.val_sets, self.select, self.primary = val_sets, select, primary
             self.history = state.get('history', {})
-            self.best = state.get('best_val_accuracy', -1.0)
+            self.best = state.get('best_score', state.get('best_val_accuracy', -1.0))
             self.best_epoch = state.get('best_epoch', 0)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
             logs['lr'] = float(self.model.optimizer.learning_rate.numpy())
             logs['elapsed_s'] = self.schedule.elapsed()
+            for name, (x, y) in self.val_sets.items():
+                pred = self.model.predict(x, batch_size=256, verbose=0).argmax(1)
+                logs[f'val_{name}_accuracy'] = float((pred == y).mean())
+                logs[f'val_{name}_macro_f1'] = summarize(y, pred, range(self.model.output_shape[-1]))['macro_f1']
+            if self.primary in self.val_sets:
+                logs['val_accuracy'] = logs[f'val_{self.primary}_accuracy']
+            logs['select_score'] = float(np.mean([logs[f'val_{n}_accuracy'] for n in self.select]))
             for k, v in logs.items():
                 self.history.setdefault(k, []).append(float(v))
-            val = logs.get('val_accuracy', -1.0)
+            val = logs['select_score']
             if val > self.best:
                 from .models import as_float32
                 self.best, self.best_epoch = val, epoch + 1
                 _atomic_save_model(as_float32(self.model), self.run / 'best.keras')
             _atomic_save_model(self.model, self.run / 'checkpoints' / 'last.keras')
             _atomic_json({'epoch': epoch + 1, 'step': self.schedule.step, 'elapsed_s': self.schedule.elapsed(),
-                          'best_val_accuracy': self.best, 'best_epoch': self.best_epoch,
+                          'best_score': self.best, 'best_epoch': self.best_epoch, 'select_on': list(self.select),
                           'history': self.history}, self.run / 'checkpoints' / 'state.json')
             _atomic_json(self.history, self.run / 'history.json')
             print(f'epoch {epoch + 1}: ' + ' '.join(f'{k}={v:.4g}' for k, v in logs.items())
-                  + f' | best val_accuracy {self.best:.4f} (epoch {self.best_epoch})', flush=True)
+                  + f' | best selection score {self.best:.4f} (epoch {self.best_epoch})', flush=True)
 
     class Progress(keras.callbacks.Callback):
         """tqdm bar per epoch (sparse updates when the output is a log file)."""
@@ -164,32 +174,53 @@ def run_fit(args) -> dict:
         except RuntimeError as exc:   # TensorFlow already ran in this process (e.g. a second run in one test session)
             print(f'threads: keeping the current TensorFlow thread pools ({exc})', flush=True)
 
-    full = D.load_npz(args.data)
+    split_seed = args.seed if args.split_seed is None else args.split_seed
+    sources = S.load_sources(args.data, args.holdout, split_seed, args.val_subjects, args.subject_seed)
+    primary = sources[0]
     teacher_probs = getattr(args, 'teacher_probs', None)
     if teacher_probs is not None:
-        if len(teacher_probs) != len(full):
-            raise SystemExit(f'teacher probabilities cover {len(teacher_probs)} rows, {args.data} has {len(full)}')
+        if len(teacher_probs) != primary.info['rows']:
+            raise SystemExit(f'teacher probabilities cover {len(teacher_probs)} rows, {primary.path} has '
+                             f'{primary.info["rows"]}')
+        full = D.load_npz(primary.path)
         full.teacher = np.asarray(teacher_probs, np.float32)
-    split_seed = args.seed if args.split_seed is None else args.split_seed
-    train, hold, val, split_info = D.honest_splits(full, args.holdout, split_seed)
-    train = _limit(train, args.limit_train, args.seed)
-    val = _limit(val, args.limit_val, args.seed)
-    hold = _limit(hold, args.limit_val, args.seed)
-    classes = train.classes
+        primary.train, primary.holdout, primary.val, _ = D.honest_splits(full, args.holdout, split_seed)
+    primary.train = _limit(primary.train, args.limit_train, args.seed)
+    for src in sources:
+        if src.val is not None:
+            src.val = _limit(src.val, args.limit_val, args.seed)
+    hold = _limit(primary.holdout, args.limit_val, args.seed) if primary.holdout is not None else None
+    classes = primary.train.classes
     (run / 'labels.txt').write_text('\n'.join(classes) + '\n')
     (run / 'best.labels.txt').write_text('\n'.join(classes) + '\n')
-    print(f'data: {split_info} -> training on {len(train)}, selecting on {len(val)} val', flush=True)
+    val_sets = {s.name: (s.val.images[..., None].astype(np.float32), s.val.labels) for s in sources if s.val is not None}
+    select = [n.strip() for n in args.select_on.split(',')] if args.select_on else list(val_sets)
+    unknown = [n for n in select if n not in val_sets]
+    if unknown or not select:
+        raise SystemExit(f'--select-on {args.select_on!r}: no validation set named {unknown}; have {sorted(val_sets)}')
+    split_info = primary.info if len(sources) == 1 else {s.name: s.info | {'weight': s.weight} for s in sources}
+    for s in sources:
+        shown = {k: (len(v) if k == 'val_subjects' else v) for k, v in s.info.items()}
+        print(f'data {s.name}: {shown} weight {s.weight}', flush=True)
+    print(f'selecting best.keras on the mean accuracy of {select}', flush=True)
 
-    targets = D.make_targets(train, args.label_smoothing, args.ferplus_weight,
-                             getattr(args, 'teacher_weight', 0.0) if teacher_probs is not None else 0.0)
-    cw = D.class_weights(train.labels, len(classes), args.class_weight)
-    sample_w = cw[train.labels]
-    steps_per_epoch = math.ceil(len(train) / args.batch_size)
-    train_ds = D.train_dataset(train.images, targets, sample_w, args.batch_size, args.seed, augment=not args.no_augment)
-    val_x = val.images[..., None].astype(np.float32)
-    val_y = np.eye(len(classes), dtype=np.float32)[val.labels]
+    t_weight = getattr(args, 'teacher_weight', 0.0) if teacher_probs is not None else 0.0
+    images = np.concatenate([s.train.images for s in sources])
+    targets = np.concatenate([S.source_targets(s, args.label_smoothing, args.ferplus_weight, t_weight) for s in sources])
+    labels = np.concatenate([s.train.labels for s in sources])
+    sizes, weights = [len(s.train) for s in sources], [s.weight for s in sources]
+    draw_weight = np.concatenate([np.full(len(s.train), s.weight) for s in sources])
+    cw = D.class_weights(labels, len(classes), args.class_weight, sample_weight=draw_weight)
+    sample_w = cw[labels].astype(np.float32)
 
     state = json.loads(state_path.read_text()) if args.resume else {}
+    if len(sources) == 1 and weights[0] == 1.0 and not args.robot_camera_aug:   # the single-source recipe as before
+        steps_per_epoch = math.ceil(len(images) / args.batch_size)
+        train_ds = D.train_dataset(images, targets, sample_w, args.batch_size, args.seed, augment=not args.no_augment)
+    else:
+        train_ds, steps_per_epoch = S.mixed_dataset(images, targets, sample_w, sizes, weights, args.batch_size,
+                                                    args.seed, first_epoch=state.get('epoch', 0),
+                                                    augment=not args.no_augment, robot_camera=args.robot_camera_aug)
     if args.resume:
         model = keras.models.load_model(ckdir / 'last.keras')
         print(f'resuming {run} at epoch {state["epoch"]} (step {state["step"]}, {state["elapsed_s"]:.0f} s in)')
@@ -197,7 +228,7 @@ def run_fit(args) -> dict:
         model = build_model(args.arch, len(classes), width=args.width)
         if getattr(args, 'init_from', None):
             from .warm_start import init_from_tflite
-            init_from_tflite(model, args.init_from, _limit(train, 2048, args.seed).images)
+            init_from_tflite(model, args.init_from, _limit(primary.train, 2048, args.seed).images)
             print(f'weights from {args.init_from}', flush=True)
         model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr, weight_decay=args.weight_decay),
                       loss=keras.losses.CategoricalCrossentropy(),
@@ -206,11 +237,11 @@ def run_fit(args) -> dict:
     BudgetSchedule, Checkpointer, Progress = _callbacks(keras)
     budget = args.time_budget_min * 60 if args.time_budget_min else None
     schedule = BudgetSchedule(args.lr, steps_per_epoch * args.epochs, budget, state)
-    ckpt = Checkpointer(run, schedule, state)
+    ckpt = Checkpointer(run, schedule, state, val_sets, select, primary.name)
     t0 = time.monotonic()
     if state.get('epoch', 0) < args.epochs and schedule.progress() < 1.0:
         model.fit(train_ds, epochs=args.epochs, initial_epoch=state.get('epoch', 0), steps_per_epoch=steps_per_epoch,
-                  validation_data=(val_x, val_y), validation_batch_size=256, verbose=0, shuffle=False,
+                  verbose=0, shuffle=False,
                   callbacks=[schedule, ckpt, Progress(steps_per_epoch, args.epochs)])
     wall = time.monotonic() - t0
 
@@ -221,17 +252,35 @@ def run_fit(args) -> dict:
                'best_epoch': ckpt.best_epoch, 'epochs_run': len(ckpt.history.get('loss', [])),
                'train_wall_s_this_session': round(wall, 1), 'train_wall_s_total': round(schedule.elapsed(), 1),
                'seconds_per_epoch': round(schedule.elapsed() / max(len(ckpt.history.get('loss', [])), 1), 1)}
-    for name, part in (('val', val), ('holdout', hold)):
-        if len(part):
-            pred = best.predict(part.images[..., None].astype(np.float32), batch_size=256, verbose=0).argmax(1)
-            results[name] = summarize(part.labels, pred, classes)
+    results['select_on'] = select
+    results['selection_rule'] = ('best.keras = the epoch with the highest mean accuracy over the validation sets '
+                                 f'{select} (each set counts equally, whatever its size)')
+    results['sources'] = {}
+    for src in sources:
+        entry = {'path': src.path, 'weight': src.weight, 'split': src.info, 'train_n': int(len(src.train))}
+        if src.val is not None:
+            pred = best.predict(src.val.images[..., None].astype(np.float32), batch_size=256, verbose=0).argmax(1)
+            entry['val'] = summarize(src.val.labels, pred, classes)
+        results['sources'][src.name] = entry
+    if primary.val is not None:
+        results['val'] = results['sources'][primary.name]['val']
+    if hold is not None and len(hold):
+        pred = best.predict(hold.images[..., None].astype(np.float32), batch_size=256, verbose=0).argmax(1)
+        results['holdout'] = summarize(hold.labels, pred, classes)
     _atomic_json(results, run / 'metrics.json')
     plot_curves(ckpt.history, run / 'curves.png')
     if 'val' in results:
         plot_confusion(results['val']['confusion'], classes, run / 'confusion_val.png',
                        title=f"val: accuracy {results['val']['accuracy']:.3f}, macro-F1 {results['val']['macro_f1']:.3f}")
+    for name, entry in results['sources'].items():
+        if 'val' in entry and len(sources) > 1:
+            v = entry['val']
+            plot_confusion(v['confusion'], classes, run / f'confusion_val_{name}.png',
+                           title=f"{name} val: accuracy {v['accuracy']:.3f}, macro-F1 {v['macro_f1']:.3f}")
     print(json.dumps({k: results[k] for k in ('best_epoch', 'epochs_run', 'train_wall_s_total')}
                      | {f'{p}_{m}': results[p][m] for p in ('val', 'holdout') if p in results
+                        for m in ('accuracy', 'macro_f1')}
+                     | {f'{n}_val_{m}': e['val'][m] for n, e in results['sources'].items() if 'val' in e
                         for m in ('accuracy', 'macro_f1')}), flush=True)
     return results
 
@@ -259,7 +308,19 @@ def resolve_precision(value: str) -> str:
 
 
 def add_arguments(p):
-    p.add_argument('--data', required=True, help='npz in the shared format with a split array (train/val)')
+    p.add_argument('--data', required=True, action='append', metavar='[NAME=]PATH[:WEIGHT]',
+                   help='npz in the shared format; repeat for several sources. The first (primary) sets the classes '
+                        'and needs a split array (train/val); WEIGHT = draws of each of its training images per '
+                        'epoch (default 1). A source without a split array is split by subject (--val-subjects)')
+    p.add_argument('--val-subjects', default='0.5', metavar='F[,NAME=F...]',
+                   help='fraction of the people of a source without a split array (but with a subject array) kept '
+                        'out of training as its validation set (by person, never by image); NAME=F per source')
+    p.add_argument('--subject-seed', type=int, default=1, help='seed of the by-person validation split')
+    p.add_argument('--select-on', default='',
+                   help='comma-separated source names whose mean val accuracy selects best.keras (default: all '
+                        'sources with a validation set)')
+    p.add_argument('--robot-camera-aug', action='store_true',
+                   help='add lighting gradients, blur, sensor noise and JPEG to the augmentation (data.robot_camera_batch)')
     p.add_argument('--run-dir', required=True, help='output folder (checkpoints, metrics, plots)')
     p.add_argument('--arch', default='emonet', choices=['emonet', 'student', 'tutorial'])
     p.add_argument('--width', type=int, default=32, help='emonet/student base width (channels of the first stage)')

@@ -26,6 +26,12 @@ def plot_curves(history: dict, path) -> None:
             ax.plot(epochs, history[key], label=f'train {key}')
         if f'val_{key}' in history:
             ax.plot(epochs, history[f'val_{key}'], label=f'val {key}')
+        if key == 'accuracy':   # every validation source of a multi-source run, and the selection score
+            for name in sorted(k for k in history if k.startswith('val_') and k.endswith('_accuracy')
+                               and k != 'val_accuracy'):
+                ax.plot(epochs, history[name], label=name[4:-9] + ' val', alpha=0.8)
+            if 'select_score' in history:
+                ax.plot(epochs, history['select_score'], 'k--', label='selection score')
         ax.set_xlabel('epoch')
         ax.set_title(key)
         ax.grid(alpha=0.3)

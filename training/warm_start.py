@@ -11,6 +11,23 @@ from __future__ import annotations
 import numpy as np
 
 
+def _dequantized(it, index) -> np.ndarray:
+    """A constant tensor as float32: int8 weights and int32 biases of a full-integer export times their
+    (per-channel) scales, so an int8-only shipped model (e.g. `emotion_fast`) can seed a run too; the
+    rounding it leaves (< 0.5 % of each channel's range) is trained away in the first epoch."""
+    t = it.get_tensor(index)
+    if t.dtype == np.float32:
+        return t
+    q = next(d for d in it.get_tensor_details() if d['index'] == index)['quantization_parameters']
+    scales, zeros, axis = q['scales'], q['zero_points'], q['quantized_dimension']
+    if not len(scales):
+        raise SystemExit(f'tensor {index} is {t.dtype} without quantization scales: not a weight this can read')
+    shape = [1] * t.ndim
+    if len(scales) > 1:
+        shape[axis] = len(scales)
+    return ((t.astype(np.float32) - zeros.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
+
+
 def _tflite_layers(path):
     """[(kernel HWIO, bias)] for every CONV_2D in graph order, and (weights, bias) of the FULLY_CONNECTED."""
     try:
@@ -23,10 +40,9 @@ def _tflite_layers(path):
     for op in it._get_ops_details():
         if op['op_name'] not in ('CONV_2D', 'FULLY_CONNECTED'):
             continue
-        w = it.get_tensor(op['inputs'][1])
-        b = it.get_tensor(op['inputs'][2]) if len(op['inputs']) > 2 and op['inputs'][2] >= 0 else np.zeros(len(w))
-        if w.dtype != np.float32:
-            raise SystemExit(f'--init-from {path}: needs the float32 export (found {w.dtype} weights)')
+        w = _dequantized(it, op['inputs'][1])
+        b = (_dequantized(it, op['inputs'][2]) if len(op['inputs']) > 2 and op['inputs'][2] >= 0
+             else np.zeros(len(w), np.float32))
         if op['op_name'] == 'CONV_2D':
             convs.append((np.transpose(w, (1, 2, 3, 0)), b))
         else:

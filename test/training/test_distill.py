@@ -64,7 +64,8 @@ def test_distill_runs_resumes_on_rerun_and_saves_float32(tmp_path):
 
 def test_init_from_float32_export_reproduces_it_and_refuses_other_files(tmp_path):
     """`fit --init-from`: the shipped student's float32 file becomes a trainable Keras network that predicts
-    what the file does (folded BatchNormalization undone), in inference and in training mode."""
+    what the file does (folded BatchNormalization undone), in inference and in training mode; an int8 file
+    (weights dequantized) predicts what it does; another architecture is refused."""
     from ai_edge_litert.interpreter import Interpreter
 
     from emotion_ros.core.emotion.model import default_model_path
@@ -95,8 +96,13 @@ def test_init_from_float32_export_reproduces_it_and_refuses_other_files(tmp_path
     np.testing.assert_allclose(model.predict(x, verbose=0), np.array(ref), atol=1e-4)
     if real:   # measured 0.98 (shipped student), 0.91 (its predecessor); bf16 training mode had collapsed
         assert (model(x, training=True).numpy().argmax(1) == np.array(ref).argmax(1)).mean() >= 0.85
-    with pytest.raises(SystemExit, match='float32'):
-        init_from_tflite(build_model('student', 7, width=20), models / 'emotion_small.tflite', images[:10])
+    # an int8-only file seeds a run too (weights dequantized): it predicts what the int8 file does
+    int8 = build_model('student', 7, width=20)
+    init_from_tflite(int8, models / 'emotion_small.tflite', images[:200])
+    from emotion_ros.core.emotion.model import EmotionModel
+    ref8 = EmotionModel(models / 'emotion_small.tflite', num_threads=1).predict(images[200:])
+    agree = (int8.predict(x, verbose=0).argmax(1) == ref8.argmax(1)).mean()
+    assert agree >= (0.9 if real else 0.8), agree
     with pytest.raises(SystemExit, match='architecture|fits'):
         init_from_tflite(build_model('student', 7, width=16), path, images[:10])
     with pytest.raises(SystemExit, match='float32 only'):   # bfloat16 training broke the converted network
