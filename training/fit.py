@@ -324,7 +324,7 @@ def add_arguments(p):
     p.add_argument('--run-dir', required=True, help='output folder (checkpoints, metrics, plots)')
     p.add_argument('--arch', default='emonet', choices=['emonet', 'student', 'tutorial'])
     p.add_argument('--width', type=int, default=32, help='emonet/student base width (channels of the first stage)')
-    p.add_argument('--precision', default='float32', choices=['float32', 'mixed_bfloat16', 'auto'],
+    p.add_argument('--precision', default='float32', choices=['float32', 'mixed_bfloat16', 'mixed_float16', 'auto'],
                    help='Keras dtype policy for training (auto = mixed_bfloat16 on CPUs with bf16 instructions); '
                         'best.keras is always saved as float32')
     p.add_argument('--epochs', type=int, default=60)
