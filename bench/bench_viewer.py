@@ -20,7 +20,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent / 'test'))
+sys.path.insert(0, str(BENCH.parent / 'test' / 'support'))
 from local_ros import group_cpu_seconds, local_ros_env  # noqa: E402
 from machine import cpu_kind, machine_info, write_results  # noqa: E402
 from viewer_clients import stalled_client, watch_websockets  # noqa: E402

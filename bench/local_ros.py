@@ -19,11 +19,13 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from emotion_ros.local_dds import local_ros_env as isolation_env
-from emotion_ros.local_dds import shm_files as _shm_files
-from emotion_ros.local_dds import shm_in_use as _shm_in_use
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'test' / 'support'))  # local_dds: the isolation settings the tests use
+
+from local_dds import local_ros_env as isolation_env  # noqa: E402
+from local_dds import shm_files as _shm_files  # noqa: E402
+from local_dds import shm_in_use as _shm_in_use  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf('SC_CLK_TCK')
 

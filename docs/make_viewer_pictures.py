@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'test'))
+sys.path.insert(0, str(REPO / 'test' / 'support'))
 
+from local_dds import local_ros_env  # noqa: E402
 from viewer_browser import offline_page, wait_for  # noqa: E402
-
-from emotion_ros.local_dds import local_ros_env  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 CLIP = REPO.parent / 'shared' / 'media' / 'head-pose-face-detection-male.mp4'

@@ -18,7 +18,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from emotion_msgs.msg import EmotionArray
-from emotion_ros.config_files import config_file
+from emotion_ros.nodes.config_files import config_file
 from emotion_ros.core.cpu_threads import limit_native_threads
 from emotion_ros.core.frames.memory import keep_frame_buffers
 from emotion_ros.core.param_spec import ParameterError

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from emotion_ros.local_dds import local_ros_env as _local_ros_env, remove_leftover_shm, shm_files
-
 REPO = Path(__file__).resolve().parents[1]
 # Shared test helpers (bridge emulator, graph runner, browser driver) import by module name from any test folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent / 'support'))
+
+from local_dds import local_ros_env as _local_ros_env, remove_leftover_shm, shm_files  # noqa: E402
 SHARED = REPO.parent / 'shared'
 MEDIA = SHARED / 'media'
 DATASETS = SHARED / 'datasets'

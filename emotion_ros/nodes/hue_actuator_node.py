@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from emotion_msgs.msg import EmotionArray, HueState
-from emotion_ros.config_files import config_file
+from emotion_ros.nodes.config_files import config_file
 from emotion_ros.core.hue.colors import ColorConfigError, load_colors
 from emotion_ros.core.hue.controller import EXIT_NOT_PAIRED, HueController, HueEvent, Settings
 from emotion_ros.core.hue.credentials import CredentialsError, check_location, default_username_file

@@ -15,7 +15,7 @@ import random
 from pathlib import Path
 from typing import Optional
 
-FASTDDS_PROFILE = Path(__file__).resolve().parents[1] / 'config' / 'fastdds_shm_only.xml'
+FASTDDS_PROFILE = Path(__file__).resolve().parents[2] / 'config' / 'fastdds_shm_only.xml'
 
 
 def local_ros_env(scratch: Path, domain_id: Optional[int] = None) -> dict:

@@ -14,7 +14,7 @@ def config_dir() -> Path:
         candidates.append(Path(get_package_share_directory(PACKAGE)) / 'config')
     except Exception:  # not in an ament index (pip install): fall through to the other places
         pass
-    candidates += [Path(__file__).resolve().parents[1] / 'config', Path(sys.prefix) / 'share' / PACKAGE / 'config']
+    candidates += [Path(__file__).resolve().parents[2] / 'config', Path(sys.prefix) / 'share' / PACKAGE / 'config']
     for path in candidates:
         if (path / 'params.yaml').is_file():
             return path
