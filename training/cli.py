@@ -19,6 +19,11 @@ def _teacher(args):
     return run_teacher(args)
 
 
+def _soup(args):
+    from .soup import run_soup
+    return run_soup(args)
+
+
 def _import(args):
     from .importer import run_import
     return run_import(args)
@@ -46,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       ('export', 'export', _export, '.keras -> .tflite (float, int8) + labels'),
                                       ('distill', 'distill', _distill,
                                        'train a small student on the ensemble\'s probabilities (resumable)'),
-                                      ('teacher', 'teacher', _teacher, 'cache a model\'s probabilities for distill')):
+                                      ('teacher', 'teacher', _teacher, 'cache a model\'s probabilities for distill'),
+                                      ('soup', 'soup', _soup, 'average the weights of runs fine-tuned from one start')):
         p = sub.add_parser(name, help=help_)
         __import__(f'{__package__}.{module}', fromlist=['add_arguments']).add_arguments(p)
         p.set_defaults(func=func)
