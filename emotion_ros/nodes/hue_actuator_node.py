@@ -1,7 +1,8 @@
 """hue_actuator_node: `emotions` in, a Philips Hue light (or group) showing the followed face's mood out.
 
 A lifecycle node: configure checks the colour table, targets and key file and starts the bridge controller
-(core/hue/controller.py: discovery, v1/v2 detection, TLS, pairing, policy, dispatch); cleanup stops it.
+(core/hue/controller.py: policy, dispatch, faults; core/hue/connection.py: discovery, v1/v2 detection, TLS,
+pairing); cleanup stops it.
 Every decision is published as emotion_msgs/HueState on `~/state` (latched: a late subscriber gets the
 recent ones).
 """

@@ -151,12 +151,14 @@ def test_item09_retry_after_is_honoured_and_the_state_resent(tmp_path, v2):
 
 
 def test_v2_event_stream_reconnect_resends_the_current_state(tmp_path, v2):
+    """The bridge restarted while the stream was down (its lights at their power-on state): the state goes again."""
     v2.users.add('k' * 40)
     store_credentials(tmp_path / 'cfg' / 'hue_username.json', v2.address, BridgeCredentials('k' * 40))
     h = Harness(tmp_path, v2.address).start()
     assert h.run(5, 'fear', until=lambda: v2.state_puts() and v2.stream_count() == 1)
     h.run(0.5)
     t0 = time.monotonic()
+    v2.power_cycle_lights()
     v2.drop_streams()
     assert h.run(10, until=lambda: v2.state_puts(t0)), h.text()
     assert [r.body for r in v2.state_puts(t0)] == [COLORS.lookup('fear').v2_body()]

@@ -13,7 +13,11 @@ Pro): `POST /api` with `generateclientkey`, `GET /clip/v2/resource/{light,groupe
 
 Faults (`inject`): 429 (with Retry-After), 500, 503, unauthorized, malformed, delay, drop (close without
 a reply), drip (a byte every 0.2 s), endless (a chunked reply that never ends), nested (JSON 100000 deep),
-huge (a 5 MB body), leak (an error text quoting the caller's key); `drop_streams()` cuts the event streams.
+huge (a 5 MB body), leak (an error text quoting the caller's key, `pad` characters in); `drop_streams()` cuts
+the event streams, `drop_new_streams(n)` makes the next n answer 200 and drop at once. `readd_light` re-adds a
+bulb under a new v2 id (and v1 id): the old ids answer 404 / error 3. `power_cycle_lights` puts every light
+back at its power-on state. `plain_http_too=True` (v2) also answers plain HTTP on the HTTPS port, as a real
+bridge does on port 80 (each `Request` records its `scheme`).
 
 Standalone: `python test/support/hue_bridge_emulator.py --port 8080 --press-button` (v1) or `--v2 --cert-dir DIR`
 (writes ca.pem for the node's ca_file) prints every request.
@@ -55,6 +59,7 @@ class Request:
     fault: str = ''          # injected fault, if any
     user: str = ''           # v1 username in the path, or the v2 hue-application-key header
     t_done: float = 0.0      # when the reply was written
+    scheme: str = 'https'    # 'http' for a plain request (v1 emulator, or plain_http_too)
 
     @property
     def resource(self) -> str:
@@ -78,6 +83,7 @@ class _Injection:
     delay_s: float = 0.0
     retry_after: str = ''
     reply: Optional[Tuple[int, Dict[str, str], bytes]] = None
+    pad: int = 0
 
 
 def _default_lights(n: int) -> Dict[str, dict]:
@@ -102,7 +108,7 @@ class HueBridgeEmulator:
 
     def __init__(self, port: int = 0, lights: int = 3, users: Optional[List[str]] = None, api: str = 'v1',
                  certfile: Optional[str] = None, keyfile: Optional[str] = None, bridge_id: str = DEFAULT_BRIDGE_ID,
-                 light_ids: Optional[List[str]] = None):
+                 light_ids: Optional[List[str]] = None, plain_http_too: bool = False):
         self.port = port
         self.api = api
         self.bridge_id = bridge_id.lower()
@@ -121,12 +127,16 @@ class HueBridgeEmulator:
         self.keep_alive = False                  # True: answer on persistent connections (HTTP/1.1 keep-alive)
         self.idle_close_s = 10.0                 # with keep_alive: close a connection idle this long
         self.connections = 0                     # TCP (TLS) connections accepted
+        self.plain_http_too = False              # api='v2': also answer plain HTTP on the same port (as port 80)
+        self._v2_light_ids: Dict[str, str] = {}  # lights re-added under a new v2 id (readd_light)
+        self._stream_drops = 0                   # event streams still to answer 200 and then drop at once
         self._button_until = 0.0
         self._injections: List[_Injection] = []
         self._lock = threading.Lock()
         self._streams: List[queue.Queue] = []
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
+        self.plain_http_too = plain_http_too
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> 'HueBridgeEmulator':
@@ -136,8 +146,11 @@ class HueBridgeEmulator:
         if self.api == 'v2':
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self.certfile, self.keyfile)
-            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True,
-                                                  do_handshake_on_connect=False)
+            if self.plain_http_too:
+                self._server.tls_sniff = ctx          # each connection: TLS if it starts with a handshake
+            else:
+                self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={'poll_interval': 0.05},
                                         daemon=True)
@@ -168,17 +181,44 @@ class HueBridgeEmulator:
         self._button_until = time.monotonic() + window_s
 
     def inject(self, kind: str, count: int = 1, method: str = 'PUT', delay_s: float = 2.0,
-               retry_after: str = '') -> None:
-        """Answer the next `count` requests of `method` ('*' = any) with fault `kind` (one of FAULTS)."""
+               retry_after: str = '', pad: int = 0) -> None:
+        """Answer the next `count` requests of `method` ('*' = any) with fault `kind` (one of FAULTS).
+        `pad`: for 'leak', that many characters of text before the quoted key (where a client cuts texts)."""
         assert kind in FAULTS, kind
         with self._lock:
-            self._injections.append(_Injection(kind, count, method, delay_s, retry_after))
+            self._injections.append(_Injection(kind, count, method, delay_s, retry_after, pad=pad))
 
     def inject_reply(self, status: int, body: bytes, headers: Optional[Dict[str, str]] = None, method: str = '*',
                      count: int = 1) -> None:
         """Answer the next `count` requests with exactly this status, headers and body (fuzzing)."""
         with self._lock:
             self._injections.append(_Injection('reply', count, method, reply=(status, dict(headers or {}), body)))
+
+    def light_v2_id(self, lid: str) -> str:
+        return self._v2_light_ids.get(lid) or v2_id('light', lid)
+
+    def readd_light(self, lid: str, new_lid: Optional[str] = None) -> str:
+        """The bulb `lid` deleted and added again (as after a reset): a new v2 id (the old one answers 404) and,
+        with `new_lid`, a new v1 id (the old one: error 3); name and state stay. Returns the new v2 id."""
+        with self._lock:
+            new_lid = new_lid or lid
+            self.lights[new_lid] = self.lights.pop(lid)
+            for g in self.groups.values():
+                g['lights'] = [new_lid if i == lid else i for i in g['lights']]
+            self._v2_light_ids.pop(lid, None)
+            self._v2_light_ids[new_lid] = str(uuid.uuid4())
+            return self._v2_light_ids[new_lid]
+
+    def power_cycle_lights(self) -> None:
+        """Every light back at its power-on state (a bridge or mains restart), without telling anyone."""
+        with self._lock:
+            for light in self.lights.values():
+                light['state'].update(on=True, bri=254, xy=[0.4573, 0.41], colormode='xy')
+
+    def drop_new_streams(self, count: int) -> None:
+        """The next `count` event streams answer 200, send one comment and close at once."""
+        with self._lock:
+            self._stream_drops = count
 
     def drop_streams(self) -> None:
         """Cut every open event stream (the client must reconnect)."""
@@ -323,7 +363,7 @@ class HueBridgeEmulator:
     # --- v2 ----------------------------------------------------------------------------------------------
     def _v2_light(self, lid: str, light: dict) -> dict:
         st = light['state']
-        return {'id': v2_id('light', lid), 'id_v1': f'/lights/{lid}', 'type': 'light',
+        return {'id': self.light_v2_id(lid), 'id_v1': f'/lights/{lid}', 'type': 'light',
                 'owner': {'rid': v2_id('device', lid), 'rtype': 'device'},
                 'metadata': {'name': light['name'], 'archetype': 'sultan_bulb'},
                 'on': {'on': st['on']}, 'dimming': {'brightness': round(st['bri'] / 2.54, 2)},
@@ -348,7 +388,7 @@ class HueBridgeEmulator:
         if len(rest) < 2 or rest[0] != 'resource':
             return 404, {'errors': [{'description': 'Not Found'}], 'data': []}
         kind, rid = rest[1], (rest[2] if len(rest) > 2 else None)
-        lights = {v2_id('light', lid): lid for lid in self.lights}
+        lights = {self.light_v2_id(lid): lid for lid in self.lights}
         grouped, rooms = self._v2_groups()
         if method == 'GET':
             if kind == 'light':
@@ -406,7 +446,7 @@ class HueBridgeEmulator:
         st = self.lights[lid]['state']
         event = [{'creationtime': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
                   'id': str(uuid.uuid4()), 'type': 'update',
-                  'data': [{'id': v2_id(kind, lid), 'id_v1': f'/lights/{lid}', 'type': kind,
+                  'data': [{'id': self.light_v2_id(lid), 'id_v1': f'/lights/{lid}', 'type': kind,
                             'on': {'on': st['on']}, 'dimming': {'brightness': round(st['bri'] / 2.54, 2)}}]}]
         for q in self._streams:
             q.put(f'id: {int(time.time())}:0\ndata: {json.dumps(event)}\n\n'.encode())
@@ -454,6 +494,8 @@ def _json(value: Any) -> bytes:
 
 
 class _Server(ThreadingHTTPServer):
+    tls_sniff: Optional[ssl.SSLContext] = None
+
     def handle_error(self, request, client_address):
         pass                                             # clients that hang up or fail the TLS handshake
 
@@ -468,6 +510,11 @@ class _Handler(BaseHTTPRequestHandler):
         with self.emulator._lock:
             self.emulator.connections += 1
         self.timeout = self.emulator.idle_close_s if self.emulator.keep_alive else 10
+        ctx = self.server.tls_sniff
+        if ctx is not None:
+            self.request.settimeout(5)
+            if self.request.recv(1, socket.MSG_PEEK) == b'\x16':       # a TLS ClientHello
+                self.request = ctx.wrap_socket(self.request, server_side=True, do_handshake_on_connect=False)
         if isinstance(self.request, ssl.SSLSocket):
             self.request.settimeout(5)
             self.request.do_handshake()
@@ -494,6 +541,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(min(length, 1 << 20)) if length else b''
         key = self.headers.get('hue-application-key', '')
         rec, parts, body = emu.record(self.command, self.path, raw, key)
+        rec.scheme = 'https' if isinstance(self.request, ssl.SSLSocket) else 'http'
         try:
             if parts[:3] == ['eventstream', 'clip', 'v2'] and emu.api == 'v2':
                 self._event_stream(rec, key)
@@ -565,7 +613,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, data, headers.pop('Content-Type', 'application/json'), headers)
             return True
         if kind == 'leak':                                # an error text that quotes the key back
-            text = f'invalid value, {rec.user}, for parameter'
+            text = 'value ' * (inj.pad // 6) + '.' * (inj.pad % 6) + f'invalid value, {rec.user}, for parameter'
             if parts[:2] == ['clip', 'v2']:
                 rec.status = 400
                 self._send(400, _json({'errors': [{'description': text}], 'data': []}))
@@ -593,6 +641,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b': hi\n\n')
         self.wfile.flush()
+        with emu._lock:
+            drop, emu._stream_drops = emu._stream_drops > 0, max(0, emu._stream_drops - 1)
+        if drop:
+            rec.fault = 'stream_drop'
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         q = emu.open_stream()
         try:
             while True:

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
+from emotion_ros.core.log_text import untrusted
+
 MAX_KEY_FILE_BYTES = 64 * 1024
 
 
@@ -37,12 +39,59 @@ class BridgeCredentials:
         return [s for s in (self.username, self.clientkey) if s]
 
 
+MIN_FRAGMENT = 8   # a piece of a key this long is redacted wherever it appears (a cut text keeps only pieces)
+
+
+def _folded(text: str) -> str:
+    """Lower case, one character for one (so positions still match `text`)."""
+    low = text.lower()
+    return low if len(low) == len(text) else ''.join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
+
 def redact(text: str, secret_values: Iterable[str]) -> str:
-    """`text` with every given secret (and anything that looks like a 40-char Hue key) replaced."""
+    """`text` with every given secret, every piece of one at least MIN_FRAGMENT characters long (any case), and
+    anything shaped like a 40-character Hue key replaced by `<key>`.
+
+    Pieces matter because a bridge text is often cut for a log line: cut first, a key at the cut kept up to 37 of
+    its 40 characters (cf495d6). `redacted` redacts before it cuts; this catches any cut made elsewhere."""
+    text = str(text)
+    folded = _folded(text)
+    spans = []
     for value in secret_values:
-        if value and len(value) >= 4:
-            text = text.replace(value, '<key>')
+        if not value or len(value) < 4:
+            continue
+        v = _folded(value)
+        n = min(len(v), MIN_FRAGMENT)
+        for gram in {v[i:i + n] for i in range(len(v) - n + 1)}:
+            i = folded.find(gram)
+            while i >= 0:
+                spans.append((i, i + n))
+                i = folded.find(gram, i + 1)
+    if spans:
+        out, pos = [], 0
+        for start, end in sorted(spans):
+            if start > pos:
+                out.append(text[pos:start])
+                out.append('<key>')
+            elif not out:
+                out.append('<key>')
+            pos = max(pos, end)
+        out.append(text[pos:])
+        text = ''.join(out)
     return _KEYLIKE.sub('<key>', text)
+
+
+def redacted(value, secret_values: Iterable[str] = (), limit: int = 200) -> str:
+    """A bridge-supplied value as one printable, capped line for a log or `~/state`, redacted BEFORE it is cut
+    (the one helper for every bridge text: log_text.untrusted after redact)."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError, RecursionError):
+            text = type(value).__name__
+    return untrusted(redact(text, secret_values), limit)
 
 
 _KEYLIKE = re.compile(r'(?<![0-9A-Za-z-])[0-9A-Za-z-]{40}(?![0-9A-Za-z-])')   # the shape of a Hue key

@@ -17,15 +17,15 @@ import phue
 
 from emotion_ros.core.hue.bridge import http as hue_http
 from emotion_ros.core.hue.colors import LightState
-from emotion_ros.core.hue.credentials import BridgeCredentials, redact
+from emotion_ros.core.hue.credentials import BridgeCredentials, redact, redacted
 from emotion_ros.core.hue.bridge.http import Endpoint, HttpError, Limits
 from emotion_ros.core.hue.policy import Target
 from emotion_ros.core.hue.bridge.tls import TlsPolicy
-from emotion_ros.core.log_text import untrusted
 
 logging.getLogger('phue').setLevel(logging.WARNING)
 
 UNAUTHORIZED = 1
+NOT_AVAILABLE = 3
 LINK_BUTTON_NOT_PRESSED = 101
 MAX_TEXT = 200
 
@@ -41,14 +41,10 @@ class BridgeFault(Exception):
         self.retry_after_s = retry_after_s
 
 
-def short(value: Any, limit: int = 80) -> str:
-    """A bridge-supplied value for a log line: one line, printable, capped (`log_text.untrusted`)."""
-    import json
-    try:
-        text = value if isinstance(value, str) else json.dumps(value)
-    except (TypeError, ValueError, RecursionError):
-        text = type(value).__name__
-    return untrusted(text, limit)
+def short(value: Any, limit: int = 80, secrets: Iterable[str] = ()) -> str:
+    """A bridge-supplied value for a log line: keys redacted first, then one printable, capped line
+    (`credentials.redacted`)."""
+    return redacted(value, secrets, limit)
 
 
 def split_address(bridge: str) -> Tuple[str, Optional[int]]:
@@ -64,18 +60,24 @@ class Resource:
     name: str
 
 
-def match_targets(targets: Iterable[Target], kind: str, found: Sequence[Resource]) -> Dict[Target, str]:
-    """Each target's bridge id: by id, v1 id or (case-insensitive) name; BridgeFault('not_found') otherwise."""
+def match_targets(targets: Iterable[Target], kind: str, found: Sequence[Resource],
+                  known_names: Optional[Dict[Target, str]] = None) -> Dict[Target, Resource]:
+    """Each target's resource: by id, v1 id or (case-insensitive) name; failing those, by the name the
+    target's resource had when last matched (`known_names`: the same bulb re-added under new ids);
+    BridgeFault('not_found') otherwise."""
     out = {}
     for t in targets:
         ref = t.ref.strip()
         hits = [r for r in found if ref == r.id] or [r for r in found if ref == r.v1_id] \
             or [r for r in found if ref.casefold() == r.name.strip().casefold()]
+        before = (known_names or {}).get(t, '').strip().casefold()
+        if not hits and before:
+            hits = [r for r in found if before == r.name.strip().casefold()]
         if len(hits) != 1:
             known = ', '.join(f'{short(r.v1_id or r.id, 40)} "{short(r.name, 40)}"' for r in found[:20]) or 'none'
             why = 'matches several' if hits else 'is not on the bridge'
             raise BridgeFault('not_found', f'{kind} {short(ref, 60)} {why} (it has {kind}s: {known})')
-        out[t] = hits[0].id
+        out[t] = hits[0]
     return out
 
 
@@ -159,11 +161,15 @@ class TargetIds:
     def resolve(self, targets: Iterable[Target]) -> Dict[Target, str]:
         """Map configured ids/names to bridge ids (one listing per kind); BridgeFault('not_found') otherwise."""
         targets = list(targets)
+        names = self.__dict__.setdefault('_names', {})
         ids: Dict[Target, str] = {}
         for kind in ('light', 'group'):
             wanted = [t for t in targets if t.kind == kind]
             if wanted:
-                ids.update(match_targets(wanted, kind, self._listing(kind)))
+                for t, r in match_targets(wanted, kind, self._listing(kind), names).items():
+                    ids[t] = r.id
+                    if r.name.strip():
+                        names[t] = r.name
         self._ids = ids
         return ids
 
@@ -220,8 +226,11 @@ def _config(ep: Endpoint, limits: Limits) -> dict:
 def detect(host: str, port: Optional[int], tls: TlsPolicy, limits: Limits, api: str = 'auto',
            allow_http: bool = True) -> BridgeInfo:
     """Which API the bridge speaks: HTTPS first (a certificate problem is final, never a reason to fall
-    back to plain HTTP); v2 if /clip/v2 answers (401/403 without a key), else v1; plain HTTP v1 when HTTPS
-    is not served at all and `allow_http` (no v2 pairing stored for this bridge)."""
+    back to plain HTTP); v2 if /clip/v2 answers (401/403 without a key), else v1; plain HTTP v1 only when
+    HTTPS is not served at all (no TLS handshake reached a certificate: refused, not TLS, timed out before)
+    and `allow_http` (no HTTPS pairing stored, no HTTPS answer seen before). A bridge that answers HTTPS with
+    503 or 429 speaks HTTPS: the fault (with its Retry-After) goes back to the caller's backoff, and the key
+    is never paired in clear text (cf495d6 fell back and paired over HTTP)."""
     https_fault = None
     if True:                                   # HTTPS first for either API (v1 paths answer over HTTPS too)
         try:
@@ -254,9 +263,10 @@ def detect(host: str, port: Optional[int], tls: TlsPolicy, limits: Limits, api: 
                                                '(update its firmware, or set api:=v1)')
             return BridgeInfo('v2' if speaks_v2 and api != 'v1' else 'v1', ep, bridge_id,
                               short(cfg.get('swversion', ''), 20), short(cfg.get('name', ''), 40))
-    if api == 'v2' or not allow_http:
-        raise BridgeFault(https_fault.kind, f'{https_fault} (HTTPS required: '
-                                            + ('api is v2)' if api == 'v2' else 'this bridge was paired over HTTPS)'))
+    why = ('api is v2' if api == 'v2' else 'this bridge speaks HTTPS (a TLS handshake reached its certificate)'
+           if tls.seen_sha256 else 'this bridge was paired over HTTPS' if not allow_http else '')
+    if why:
+        raise BridgeFault(https_fault.kind, f'{https_fault} (HTTPS required: {why})', https_fault.retry_after_s)
     ep = endpoint(host, port, None)
     cfg = _config(ep, limits)
     return BridgeInfo('v1', ep, cfg['bridgeid'].lower(), short(cfg.get('swversion', ''), 20),
@@ -285,7 +295,8 @@ class _Bridge(phue.Bridge):
         _raise_api_errors(where, body, [self.username or ''])
         if mode in ('PUT', 'POST') and not (isinstance(body, list) and body
                                            and all(isinstance(i, dict) and 'success' in i for i in body)):
-            raise BridgeFault('malformed', f'{where}: expected a list of "success" items, got {short(body)}')
+            got = short(body, 80, [self.username or ''])
+            raise BridgeFault('malformed', f'{where}: expected a list of "success" items, got {got}')
         return body
 
 
@@ -296,8 +307,9 @@ def _raise_api_errors(where: str, reply: Any, keys: List[str]) -> None:
     if not errors:
         return
     err = errors[0]
-    kind = {UNAUTHORIZED: 'unauthorized', LINK_BUTTON_NOT_PRESSED: 'link_button'}.get(err.get('type'), 'api_error')
-    text = redact(short(err.get('description', '?'), MAX_TEXT), keys)
+    kind = {UNAUTHORIZED: 'unauthorized', NOT_AVAILABLE: 'not_found',
+            LINK_BUTTON_NOT_PRESSED: 'link_button'}.get(err.get('type'), 'api_error')
+    text = short(err.get('description', '?'), MAX_TEXT, keys)
     raise BridgeFault(kind, f'{where}: bridge error {short(err.get("type"), 10)}: {text}')
 
 
@@ -352,7 +364,7 @@ class HueClient(TargetIds):
         path = '/lights' if kind == 'light' else '/groups'
         found = self._bridge.request('GET', f'/api/{self._bridge.username}{path}')
         if not isinstance(found, dict) or not all(isinstance(v, dict) for v in found.values()):
-            raise BridgeFault('malformed', f'GET {path}: expected an object of {kind}s, got {short(found)}')
+            raise BridgeFault('malformed', f'GET {path}: expected an object of {kind}s, got {short(found, 80, self.secrets())}')
         out = [Resource(str(k), str(k), str(v.get('name', ''))) for k, v in found.items()]
         if kind == 'group' and not any(r.id == '0' for r in out):
             out.append(Resource('0', '0', 'all lights'))
@@ -374,6 +386,10 @@ class HueClient(TargetIds):
 
     def poll_events(self) -> List[str]:
         return []
+
+    def shows(self, target: Target, state: LightState) -> bool:
+        """v1 has no event stream, so no reconnect to check after: always 'unknown' (send again)."""
+        return False
 
     def close(self) -> None:
         self._bridge.session.close()

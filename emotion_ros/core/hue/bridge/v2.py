@@ -9,8 +9,10 @@ own that reconnects with backoff.
 """
 from __future__ import annotations
 
+import collections
 import queue
 import threading
+import time
 from typing import Any, Dict, Iterable, List, Optional
 from urllib.parse import quote
 
@@ -18,7 +20,7 @@ from emotion_ros.core.hue.bridge import http as hue_http
 from emotion_ros.core.hue.bridge.v1 import (BridgeFault, Resource, TargetIds, exchange, json_reply, redacts, short,
                                          status_fault)
 from emotion_ros.core.hue.colors import LightState
-from emotion_ros.core.hue.credentials import BridgeCredentials, redact
+from emotion_ros.core.hue.credentials import BridgeCredentials
 from emotion_ros.core.hue.bridge.http import Endpoint, HttpError, Limits, StreamLimits
 from emotion_ros.core.hue.policy import Target
 
@@ -88,7 +90,7 @@ class HueV2Client(TargetIds):
         reply = self._call('GET', path)
         data = reply.get('data') if isinstance(reply, dict) else None
         if not isinstance(data, list) or not all(isinstance(i, dict) and isinstance(i.get('id'), str) for i in data):
-            raise BridgeFault('malformed', f'GET {path}: expected {{"data": [resources]}}, got {short(reply)}')
+            raise BridgeFault('malformed', f'GET {path}: expected {{"data": [resources]}}, got {short(reply, 80, self.secrets())}')
         return data
 
     def _listing(self, kind: str) -> List[Resource]:
@@ -125,6 +127,33 @@ class HueV2Client(TargetIds):
     def poll_events(self) -> List[str]:
         return self._events.poll() if self._events else []
 
+    @redacts
+    def shows(self, target: Target, state: LightState) -> bool:
+        """Whether the bridge reports `target` in `state` (on, brightness within 1.5 %, xy within 0.01; a
+        grouped_light reports on and brightness only)."""
+        rtype = 'grouped_light' if target.kind == 'group' else 'light'
+        items = self._data(f'/clip/v2/resource/{rtype}/{quote(self._ids[target], safe="")}')
+        if not items:
+            return False
+        item = items[0]
+        on = item.get('on') if isinstance(item.get('on'), dict) else {}
+        if on.get('on') is not state.on:
+            return False
+        if not state.on:
+            return True
+        dimming = item.get('dimming') if isinstance(item.get('dimming'), dict) else {}
+        try:
+            if 'brightness' in dimming and abs(float(dimming['brightness']) - state.brightness_pct) > 1.5:
+                return False
+            xy = (item.get('color') or {}).get('xy') if isinstance(item.get('color'), dict) else None
+            want = state.color_xy()
+            if isinstance(xy, dict) and want is not None and max(abs(float(xy['x']) - want[0]),
+                                                                 abs(float(xy['y']) - want[1])) > 0.01:
+                return False
+        except (TypeError, ValueError, KeyError):
+            return False
+        return True
+
     def close(self) -> None:
         self.session.close()
         if self._events is not None:
@@ -151,17 +180,22 @@ def _error_text(reply: hue_http.Reply, limits: Limits, keys: List[str]) -> str:
     errors = data.get('errors') if isinstance(data, dict) else None
     if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
         return ''
-    return redact(short(errors[0].get('description', ''), 200), keys)
+    return short(errors[0].get('description', ''), 200, keys)
 
 
 class EventStream:
     """GET /eventstream/clip/v2 on a daemon thread: 'connected' / 'disconnected' / 'update' notes for the
-    controller's tick (polled, so no ROS or locking outside this class); reconnects with backoff."""
+    controller's tick (polled, so no ROS or locking outside this class); reconnects with backoff.
+
+    The backoff (retry_initial_s doubling to retry_max_s) is reset only by a stream that stayed up for
+    `healthy_s`: a bridge that answers 200 and drops at once (or sends one oversized event) was reconnected every
+    0.5 s on cf495d6, since every 200 reset it."""
 
     def __init__(self, ep: Endpoint, key: str, limits: StreamLimits, retry_initial_s: float = 0.5,
-                 retry_max_s: float = 30.0):
+                 retry_max_s: float = 30.0, healthy_s: float = 30.0):
         self.ep, self.key, self.limits = ep, key, limits
-        self.retry_initial_s, self.retry_max_s = retry_initial_s, retry_max_s
+        self.retry_initial_s, self.retry_max_s, self.healthy_s = retry_initial_s, retry_max_s, healthy_s
+        self.waits: 'collections.deque[float]' = collections.deque(maxlen=50)   # recent reconnect delays
         self.connects = 0
         self.quiet_reconnects = 0
         self._notes: 'queue.Queue[str]' = queue.Queue(maxsize=1000)
@@ -189,6 +223,7 @@ class EventStream:
         up = False                 # connected, as far as the controller was told
         while not self._stop.is_set():
             reading = False
+            since = time.monotonic()
             try:
                 stream = hue_http.stream_lines(self.ep, '/eventstream/clip/v2', {'hue-application-key': self.key},
                                                self.limits)
@@ -197,7 +232,7 @@ class EventStream:
                     stream.close()
                     raise HttpError('malformed', f'event stream: HTTP {stream.status}')
                 self.connects += 1
-                delay = self.retry_initial_s
+                since = time.monotonic()
                 if not up:
                     up = True
                     self._note('connected')
@@ -221,9 +256,12 @@ class EventStream:
                     continue
             except (OSError, ValueError):
                 pass
+            if reading and time.monotonic() - since >= self.healthy_s:
+                delay = self.retry_initial_s      # it had stayed up: a fresh drop, not a stream that keeps dropping
             if up:
                 up = False
                 self._note('disconnected')
+            self.waits.append(delay)
             if self._stop.wait(delay):
                 break
             delay = min(self.retry_max_s, delay * 2)
