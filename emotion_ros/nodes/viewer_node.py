@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
@@ -15,7 +16,9 @@ from sensor_msgs.msg import Image
 from emotion_msgs.msg import EmotionArray, HueState
 from emotion_ros.core.frames.encoding import ImageDecodeError
 from emotion_ros.core.param_spec import ParamSpec
+from emotion_ros.core.viewer.guards import parse_allowed_hosts
 from emotion_ros.core.viewer.server import ViewerConfig, ViewerServer, access_token, is_loopback
+from emotion_ros.core.viewer.token_file import default_token_file, read_token, write_token
 from emotion_ros.nodes.diagnostics import NodeDiagnostics, latency_since
 from emotion_ros.nodes.managed_node import ManagedNode
 from emotion_ros.nodes.node_main import StartupError, main_for
@@ -32,13 +35,33 @@ def _address_reason(value: str):
         return None if value == 'localhost' else f'{value!r} is not a numeric IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)'
 
 
+def _hosts_reason(value: str):
+    try:
+        parse_allowed_hosts(value)
+        return None
+    except ValueError as exc:
+        return str(exc)
+
+
 SPECS = (
     ParamSpec('port', 8080, 'HTTP port of the page (0 = any free port; the URL is logged)', min=0, max=65535,
               read_only=True),
     ParamSpec('bind_address', '127.0.0.1', 'address to listen on; any non-loopback address (e.g. 0.0.0.0) '
               'requires the access token', check=_address_reason, read_only=True),
-    ParamSpec('token', '', 'access token for the page (empty: none on loopback, a random one logged at start '
-              'on any other address)', read_only=True),
+    ParamSpec('token', '', 'access token for the page (empty: none on loopback, else the one in token_file, or a '
+              'random one written there); never logged, but a parameter is visible to the ROS graph: prefer '
+              'token_file', read_only=True),
+    ParamSpec('token_file', '', 'file (0600) holding the access token: read when it exists, else a random token '
+              'is written to it when one is needed (empty: ~/.config/emotion_ros/viewer_token)', read_only=True),
+    ParamSpec('allowed_hosts', '', 'comma-separated extra Host names (or name:port) the page answers to, beside '
+              'its bind address, localhost, 127.0.0.1 and [::1] (e.g. robot.local); exact names, no wildcards',
+              check=_hosts_reason, read_only=True),
+    ParamSpec('max_connections', 128, 'open HTTP connections at most (a connection over the cap is closed '
+              'at once)', min=4, max=4096, read_only=True),
+    ParamSpec('max_connections_per_client', 32, 'open HTTP connections per client address at most', min=2,
+              max=4096, read_only=True),
+    ParamSpec('idle_timeout_s', 10.0, 'close a connection that has sent no complete request for this long '
+              '(idle or slow headers)', min=1.0, max=600.0, read_only=True),
     ParamSpec('image_topic', 'image_annotated', 'image topic to show (sensor_msgs/Image); with image_raw set '
               'draw_faces', check=lambda v: None if v.strip() else 'must not be empty', read_only=True),
     ParamSpec('draw_faces', False, 'draw the boxes and expressions from `emotions` onto the frames (for an '
@@ -79,11 +102,23 @@ class ViewerNode(ManagedNode):
 
     def configure(self) -> None:
         host = self.p['bind_address']
-        token, generated = access_token(host, self.p['token'])
+        token_file = Path(self.p['token_file']).expanduser() if self.p['token_file'] else default_token_file()
+        try:
+            given = self.p['token'] or (read_token(token_file) if not is_loopback(host) or self.p['token_file']
+                                        else '')
+            token, generated = access_token(host, given)
+            if generated:
+                write_token(token_file, token)
+        except OSError as exc:
+            raise StartupError(f'viewer: access token: {exc}') from exc
         config = ViewerConfig(host=host, port=self.p['port'], token=token,
                               client_timeout_s=self.p['client_timeout_s'], timeline_s=self.p['timeline_s'],
                               jpeg_quality=self.p['jpeg_quality'], max_fps=self.p['max_fps'],
-                              draw_faces=self.p['draw_faces'])
+                              draw_faces=self.p['draw_faces'],
+                              allowed_hosts=parse_allowed_hosts(self.p['allowed_hosts']),
+                              max_connections=self.p['max_connections'],
+                              max_connections_per_client=self.p['max_connections_per_client'],
+                              idle_timeout_s=self.p['idle_timeout_s'])
         try:
             server = ViewerServer(config, log=self.get_logger().warning)
             server.start()
@@ -98,11 +133,13 @@ class ViewerNode(ManagedNode):
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, results_qos(50))
         self.create_subscription(HueState, self.p['hue_state_topic'], self._on_hue, latched_qos())
         url = server.url
+        # The token itself never goes into a log line: rcl sends every line to /rosout.
         if token and generated:
-            self.get_logger().info(f'viewer at {url}?token={token} (bound to {host}: the token is required; '
-                                   f'set the token parameter to choose it)')
+            self.get_logger().info(f'viewer at {url} (bound to {host}: the access token is required; a new one '
+                                   f'is in {token_file} (mode 0600): open {url}?token=<its content>)')
         elif token:
-            self.get_logger().info(f'viewer at {url} (access token required: ?token=<the token parameter>)')
+            where = 'the token parameter' if self.p['token'] else f'the content of {token_file}'
+            self.get_logger().info(f'viewer at {url} (access token required: ?token=<{where}>)')
         else:
             self.get_logger().info(f'viewer at {url}')
         if not is_loopback(host):

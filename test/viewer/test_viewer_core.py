@@ -167,6 +167,9 @@ def test_non_loopback_bind_requires_the_printed_token(ros_env, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result['token_printed'], result
+    # Issue 24 row 8: the token is in a 0600 file the start-up line names, never in a log line (= /rosout).
+    assert result['token_file_named'] and result['token_file_mode'] == '0o600', result
+    assert not result['token_in_log'], result
     assert result['no_token'] == 401 and result['wrong_token'] == 401 and result['ws_no_token'] == 401
     assert result['with_token'] == 200 and result['cookie_then_state'] == 200 and result['bearer'] == 200
     assert result['traversal_with_token'] == 404

@@ -7,17 +7,20 @@ never block. Each browser gets only the newest frame (one shared slot, a per-cli
 skips frames instead of queueing them, and one that takes longer than `client_timeout_s` to accept a frame is
 cut off. Frames are JPEG-encoded by one encoder thread, only while someone watches, at most `max_fps`.
 
-Safe by default: on a loopback address no token is needed but only loopback Host headers are answered (a
-web page elsewhere cannot reach the camera by DNS rebinding); any other address needs the access token
-(`?token=` once, then an HttpOnly cookie; or `Authorization: Bearer`). Only the files of `assets_dir` are
-served, by exact name; every endpoint is a read-only GET.
+Safe by default: only an exact list of Host (and Origin) values is answered (guards.HostAllowList: a web
+page elsewhere cannot reach the camera by DNS rebinding); on a loopback address no token is needed, any other
+address needs the access token (`?token=` once, then an HttpOnly cookie; or `Authorization: Bearer`). Only
+the files of `assets_dir` are served, by exact name; every endpoint is a read-only GET (HEAD: headers only).
+Before any of that, connections are capped (total and per client) and closed when idle or slow to send their
+headers; a client's mistakes are counted and logged once per interval, never as a traceback.
+
+This module routes requests and fans frames and state out; guards.py holds the checks, state.py the state
+model the page reads.
 """
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
-import json
+import logging
 import secrets
 import socket
 import threading
@@ -32,6 +35,9 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from emotion_ros.core.faces.annotate import draw_faces
+from emotion_ros.core.viewer.guards import (ConnectionGate, HostAllowList, ReportingHandler, ThrottledReport,
+                                            is_loopback, token_matches)
+from emotion_ros.core.viewer.state import ViewerState, dumps
 
 WEB_DIR = Path(__file__).resolve().parent / 'static'
 TOKEN_COOKIE = 'emotion_viewer_token'
@@ -48,15 +54,6 @@ _SECURITY_HEADERS = {
     'Referrer-Policy': 'no-referrer',
     'Cache-Control': 'no-store',
 }
-
-
-def is_loopback(host: str) -> bool:
-    if host == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def access_token(host: str, token: str) -> tuple:
@@ -79,6 +76,11 @@ class ViewerConfig:
     max_fps: float = 30.0
     draw_faces: bool = False      # draw boxes from the submitted faces (for frames without them, e.g. image_raw)
     assets_dir: Path = WEB_DIR
+    allowed_hosts: tuple = ()     # (name, port or None) beyond the defaults: guards.parse_allowed_hosts
+    max_connections: int = 128
+    max_connections_per_client: int = 32
+    idle_timeout_s: float = 10.0  # a connection without a complete request for this long is closed
+    report_period_s: float = 5.0  # a kind of client mistake is logged at most once per period, with a count
 
 
 @dataclass
@@ -98,6 +100,9 @@ class ViewerServer:
     def __init__(self, config: ViewerConfig, log: Callable[[str], None] = print):
         self.config = config
         self._log = log
+        self._report = ThrottledReport(log, config.report_period_s)
+        self._gate = ConnectionGate(config.max_connections, config.max_connections_per_client)
+        self._hosts: Optional[HostAllowList] = None
         self._assets = self._load_assets(Path(config.assets_dir))
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
@@ -114,13 +119,11 @@ class ViewerServer:
         # Loop-thread state (touched only on the event loop).
         self._clients: List[_Client] = []
         self._jpeg = (0, b'', 0.0)     # (seq, bytes, stamp_s)
-        self._state: Dict = {'faces': [], 'stamp': 0.0, 'diagnostics': {}, 'hue': None}
-        self._state_seq = 0
-        self._timelines: Dict[str, deque] = {}
-        self._labels: List[str] = []
+        self.state = ViewerState(config.timeline_s, report=self._report)
         self._frame_times: deque = deque(maxlen=120)
         self.stats = {'frames_in': 0, 'frames_encoded': 0, 'frames_sent': 0, 'frames_skipped': 0,
-                      'clients': 0, 'clients_total': 0, 'clients_cut_off': 0, 'unauthorized': 0}
+                      'clients': 0, 'clients_total': 0, 'clients_cut_off': 0, 'unauthorized': 0,
+                      'forbidden': 0, 'connections_refused': 0, 'connections': 0, 'request_errors': 0}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -189,7 +192,7 @@ class ViewerServer:
         self._thread = self._encoder = None
 
     async def _start_site(self) -> None:
-        app = web.Application(middlewares=[self._guard])
+        app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
         app.router.add_get('/', self._index)
         app.router.add_get('/ws', self._websocket)
         app.router.add_get('/stream.mjpg', self._mjpeg)
@@ -198,11 +201,44 @@ class ViewerServer:
         app.router.add_get('/api/stats', self._api_stats)
         app.router.add_get('/{name}', self._asset)
         app.on_response_prepare.append(self._add_headers)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        # aiohttp's keep-alive timer runs from the connection's start and is not reset by a partial request, so
+        # it is the header timeout too (a slowloris drip is closed like an idle connection).
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                                     keepalive_timeout=self.config.idle_timeout_s, logger=self._http_logger())
         await self._runner.setup()
+        self._gate_connections(self._runner.server)
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
         await site.start()
         self.port = self._runner.addresses[0][1]
+        self._hosts = HostAllowList.for_server(self.config.host, self.port, self.config.allowed_hosts)
+
+    def _http_logger(self) -> logging.Logger:
+        """aiohttp's server log for this server only, as throttled one-line reports (no tracebacks)."""
+        logger = logging.getLogger(f'emotion_ros.viewer.http.{id(self)}')
+        logger.propagate = False
+        logger.handlers[:] = [ReportingHandler(self._report)]
+        return logger
+
+    def _gate_connections(self, server: web.Server) -> None:
+        """Count every connection at aiohttp's connection hooks (before a byte is read); abort one over a cap."""
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler, transport) -> None:
+            made(handler, transport)
+            peer = transport.get_extra_info('peername')
+            if not self._gate.admit(handler, str(peer[0]) if peer else '?'):
+                self.stats['connections_refused'] += 1
+                self._report('connection-cap', f'connection refused: over the cap ({self._gate.max_total} open, '
+                                               f'{self._gate.max_per_client} per client)')
+                transport.abort()
+            self.stats['connections'] = len(self._gate.open)
+
+        def connection_lost(handler, exc=None) -> None:
+            self._gate.release(handler)
+            self.stats['connections'] = len(self._gate.open)
+            lost(handler, exc)
+
+        server.connection_made, server.connection_lost = connection_made, connection_lost
 
     async def _shutdown(self) -> None:
         for client in list(self._clients):
@@ -288,36 +324,20 @@ class ViewerServer:
             client.wake.set()
 
     def _bump_state(self) -> None:
-        self._state_seq += 1
         for client in self._clients:
             if client.kind == 'ws':
                 client.wake.set()
 
     def _on_faces(self, stamp: float, faces: List[dict]) -> None:
-        self._state['faces'], self._state['stamp'] = faces, stamp
-        for f in faces:
-            if f.get('labels'):
-                self._labels = list(f['labels'])
-            track = self._timelines.setdefault(f['id'] or '?', deque())
-            track.append([round(stamp, 3), f['label'], round(f['confidence'], 3), round(f['valence'], 3),
-                          round(f['arousal'], 3)])
-        horizon = stamp - self.config.timeline_s
-        for key in list(self._timelines):
-            track = self._timelines[key]
-            while track and (track[0][0] < horizon or track[0][0] > stamp + 5.0):  # old, or from a restarted clock
-                track.popleft()
-            if not track:
-                del self._timelines[key]
+        self.state.set_faces(stamp, faces)
         self._bump_state()
 
     def _on_diagnostics(self, statuses: List[dict]) -> None:
-        now = time.time()
-        for s in statuses:
-            self._state['diagnostics'][s['name']] = dict(s, received=now)
+        self.state.set_diagnostics(statuses)
         self._bump_state()
 
     def _on_hue(self, state: dict) -> None:
-        self._state['hue'] = state
+        self.state.set_hue(state)
         self._bump_state()
 
     def _viewer_stats(self) -> dict:
@@ -327,23 +347,9 @@ class ViewerServer:
         return dict(self.stats, stream_fps=round(fps if recent else 0.0, 2))
 
     def _state_json(self) -> str:
-        return json.dumps({'type': 'state', 'seq': self._state_seq, 'server_time': time.time(),
-                           'faces': self._state['faces'], 'stamp': self._state['stamp'],
-                           'diagnostics': list(self._state['diagnostics'].values()), 'hue': self._state['hue'],
-                           'viewer': self._viewer_stats()})
-
-    def _hello_json(self) -> str:
-        return json.dumps({'type': 'hello', 'timeline_s': self.config.timeline_s, 'labels': self._labels,
-                           'history': {k: list(v) for k, v in self._timelines.items()}})
+        return self.state.state_json(self._viewer_stats())
 
     # ---------------------------------------------------------------- HTTP
-
-    def _host_allowed(self, request: web.Request) -> bool:
-        if self.config.token or not is_loopback(self.config.host):
-            return True
-        host = (request.host or '').rsplit(':', 1)[0] if not (request.host or '').startswith('[') \
-            else request.host.split(']')[0] + ']'
-        return host in ('127.0.0.1', 'localhost', '[::1]', '::1') or host.startswith('127.')
 
     def _token_ok(self, request: web.Request) -> bool:
         token = self.config.token
@@ -352,23 +358,44 @@ class ViewerServer:
         auth = request.headers.get('Authorization', '')
         given = [request.query.get('token', ''), request.cookies.get(TOKEN_COOKIE, ''),
                  auth[7:] if auth.startswith('Bearer ') else '']
-        return any(g and hmac.compare_digest(g.encode(), token.encode()) for g in given)
+        return any(token_matches(g, token) for g in given)
 
     @web.middleware
     async def _guard(self, request: web.Request, handler):
+        """Method, Host, token, Origin, in that order; any failure of a handler on a client's input is a
+        throttled one-line report and a plain 400/500, never a traceback."""
+        try:
+            self._check(request)
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status >= 500:
+                self._report('http-error', f'{request.method} {request.path}: {exc.status} {exc.reason}')
+            raise
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception as exc:  # a client's input that a handler did not expect: answered, counted, logged once
+            self.stats['request_errors'] += 1
+            self._report('request-error', f'{request.method} {request.path[:100]} failed: {type(exc).__name__}')
+            raise web.HTTPBadRequest(text='bad request\n') from None
+
+    def _check(self, request: web.Request) -> None:
         if request.method not in ('GET', 'HEAD'):
             raise web.HTTPMethodNotAllowed(request.method, ['GET', 'HEAD'], text='read-only viewer\n')
-        if not self._host_allowed(request):
-            raise web.HTTPForbidden(text='this viewer answers only to 127.0.0.1 / localhost\n')
+        host = request.headers.get('Host')
+        if self._hosts is None or not self._hosts.allows_host(host):
+            self.stats['forbidden'] += 1
+            self._report('forbidden-host', f'Host {host!r} refused (not in the allow-list)')
+            raise web.HTTPForbidden(text='this viewer answers only to its own address, localhost, 127.0.0.1, '
+                                         '[::1] and the allowed_hosts parameter\n')
         if not self._token_ok(request):
             self.stats['unauthorized'] += 1
-            raise web.HTTPUnauthorized(text='access token required: open the URL with ?token=... that '
-                                            'emotion_viewer printed at start\n')
-        origin = request.headers.get('Origin')
-        if origin is not None and request.path in ('/ws', '/stream.mjpg', '/frame.jpg') \
-                and origin.split('://', 1)[-1] != request.host:
+            self._report('unauthorized', 'request without the access token refused')
+            raise web.HTTPUnauthorized(text='access token required: open the URL with ?token=<the token> '
+                                            '(see the viewer\'s start-up line for where it is)\n')
+        if not self._hosts.allows_origin(request.headers.get('Origin'), host):
+            self.stats['forbidden'] += 1
+            self._report('forbidden-origin', f'Origin {request.headers.get("Origin")!r} refused')
             raise web.HTTPForbidden(text='cross-origin request refused\n')
-        return await handler(request)
 
     @staticmethod
     async def _add_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -392,17 +419,22 @@ class ViewerServer:
         return web.Response(body=body, headers={'Content-Type': ctype})
 
     async def _api_state(self, request: web.Request) -> web.Response:
-        body = json.loads(self._state_json())
-        body['history'] = json.loads(self._hello_json())['history']
-        return web.json_response(body)
+        return web.json_response(text=self.state.api_json(self._viewer_stats()))
 
     async def _api_stats(self, request: web.Request) -> web.Response:
         clients = [{'kind': c.kind, 'peer': c.peer, 'frames_sent': c.frames_sent,
                     'frames_skipped': c.frames_skipped} for c in self._clients]
-        return web.json_response(dict(self._viewer_stats(), client_list=clients, port=self.port))
+        return web.json_response(dict(self._viewer_stats(), client_list=clients, port=self.port), dumps=dumps)
+
+    @staticmethod
+    def _head(content_type: str) -> web.Response:
+        """HEAD of a streaming endpoint: its headers, no body (a stream has no length to announce)."""
+        return web.Response(headers={'Content-Type': content_type})
 
     async def _frame(self, request: web.Request) -> web.Response:
         """The newest frame as one JPEG (for scripts); waits up to 5 s for one while the image topic is joined."""
+        if request.method == 'HEAD':
+            return self._head('image/jpeg')
         self._frame_wanted_at = time.monotonic()
         end = self._frame_wanted_at + 5.0
         while True:
@@ -473,14 +505,16 @@ class ViewerServer:
         self.stats['frames_sent'] += 1
         return jpeg
 
-    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if request.method == 'HEAD':
+            return self._head('text/plain; charset=utf-8')
         ws = web.WebSocketResponse(compress=False, heartbeat=max(2.0, self.config.client_timeout_s),
                                    max_msg_size=64 * 1024)
         await ws.prepare(request)
         client = self._add_client('ws', request)
         sender = asyncio.ensure_future(self._ws_sender(request, ws, client))
         try:
-            await ws.send_str(self._hello_json())
+            await ws.send_str(self.state.hello_json())
             async for msg in ws:  # the page sends nothing that changes state; reading detects a close
                 if msg.type == WSMsgType.ERROR:
                     break
@@ -498,8 +532,8 @@ class ViewerServer:
                 client.wake.clear()
                 if self._stopping:
                     break
-                if self._state_seq > client.state_seq:
-                    client.state_seq = self._state_seq
+                if self.state.seq > client.state_seq:
+                    client.state_seq = self.state.seq
                     if not await self._send(client, ws.send_str(self._state_json())):
                         self._cut_off(request)
                         break
@@ -519,8 +553,10 @@ class ViewerServer:
             request.transport.abort()
 
     async def _mjpeg(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={
-            'Content-Type': f'multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}'})
+        content_type = f'multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}'
+        if request.method == 'HEAD':
+            return self._head(content_type)
+        response = web.StreamResponse(headers={'Content-Type': content_type})
         await response.prepare(request)
         client = self._add_client('mjpeg', request)
         try:

@@ -1,19 +1,26 @@
 // emotion_ros live viewer: one WebSocket carries JPEG frames (binary) and the graph's state (JSON).
 // Plain JavaScript and canvas; nothing is loaded from anywhere but this server.
+// Ids and names come from the graph: they are keys of Maps (or null-prototype objects) only, so an id like
+// `__proto__` or `constructor` is just a name. Numbers may be null (the server sends non-finite ones so).
 'use strict';
 
 // Same colours as the boxes drawn on the annotated image (emotion_ros/core/faces/annotate.py, there in BGR).
-const COLORS = {
+const COLORS = Object.assign(Object.create(null), {
   happy: '#ffc800', surprise: '#00c8ff', neutral: '#c8c8c8', sad: '#0050ff', angry: '#ff0000',
   fear: '#c800c8', disgust: '#00a000', contempt: '#a07850',
-};
+});
 const LEVELS = ['OK', 'WARN', 'ERROR', 'STALE'];
-const color = (label) => COLORS[label] || '#ffffff';
+const MAX_TRACKS = 32;      // timelines kept (as the server's state.MAX_TRACKS); the id seen longest ago goes
+const MAX_POINTS = 1000;    // points per timeline: one per timelineS / MAX_POINTS seconds at most
+const color = (label) => (typeof label === 'string' && COLORS[label]) || '#ffffff';
+const num = (x) => (Number.isFinite(x) ? x : 0);
+const fmt = (x, digits) => (Number.isFinite(x) ? x.toFixed(digits) : '–');
 const $ = (id) => document.getElementById(id);
 
 const view = {
-  timelineS: 60, labels: [], timelines: {}, faces: [], stamp: 0, diagnostics: [], hue: null, viewer: {},
+  timelineS: 60, labels: [], timelines: new Map(), faces: [], stamp: 0, diagnostics: [], hue: null, viewer: {},
   serverSkew: 0, frames: [], framesDrawn: 0, decoding: false, pendingFrame: null, renderTimer: null,
+  badMessages: 0, renderErrors: 0,
 };
 window.emotionViewer = view;  // for tests and the curious (read-only use)
 
@@ -26,8 +33,11 @@ function connect() {
   ws.binaryType = 'blob';
   ws.onopen = () => setStatus('live', true);
   ws.onmessage = (ev) => {
-    if (typeof ev.data === 'string') onMessage(JSON.parse(ev.data));
-    else onFrame(ev.data);
+    if (typeof ev.data !== 'string') { onFrame(ev.data); return; }
+    let msg;
+    try { msg = JSON.parse(ev.data); } catch (e) { view.badMessages += 1; return; }
+    if (msg && typeof msg === 'object') onMessage(msg);
+    else view.badMessages += 1;
   };
   ws.onclose = () => { setStatus('disconnected, retrying…', false); setTimeout(connect, 1000); };
 }
@@ -61,54 +71,67 @@ function onFrame(blob) {
   });
 }
 
+const list = (x) => (Array.isArray(x) ? x : []);
+
 function onMessage(msg) {
-  if (msg.type === 'hello') {
-    view.timelineS = msg.timeline_s;
-    if (msg.labels.length) view.labels = msg.labels;
-    view.timelines = msg.history || {};
-  } else if (msg.type === 'state') {
-    view.serverSkew = msg.server_time - Date.now() / 1000;
-    view.diagnostics = msg.diagnostics;
-    view.hue = msg.hue;
-    view.viewer = msg.viewer;
-    if (msg.stamp !== view.stamp) addFaces(msg.stamp, msg.faces);
+  try {
+    if (msg.type === 'hello') {
+      if (Number.isFinite(msg.timeline_s) && msg.timeline_s > 0) view.timelineS = msg.timeline_s;
+      if (list(msg.labels).length) view.labels = msg.labels;
+      const history = msg.history && typeof msg.history === 'object' ? msg.history : {};
+      view.timelines = new Map(Object.entries(history).filter(([, line]) => Array.isArray(line)));
+    } else if (msg.type === 'state') {
+      view.serverSkew = num(msg.server_time) - Date.now() / 1000;
+      view.diagnostics = list(msg.diagnostics).filter((s) => s && typeof s.name === 'string');
+      view.hue = msg.hue && typeof msg.hue === 'object' ? msg.hue : null;
+      view.viewer = msg.viewer && typeof msg.viewer === 'object' ? msg.viewer : {};
+      if (Number.isFinite(msg.stamp) && msg.stamp !== view.stamp) addFaces(msg.stamp, list(msg.faces));
+    }
+  } catch (e) {
+    view.badMessages += 1;
   }
   scheduleRender();
 }
 
+const faceId = (f) => (typeof f.id === 'string' && f.id) || '?';
+
 function addFaces(stamp, faces) {
   view.stamp = stamp;
-  view.faces = faces;
-  for (const f of faces) {
-    if (f.labels && f.labels.length) view.labels = f.labels;
-    const id = f.id || '?';
-    const line = view.timelines[id] || (view.timelines[id] = []);
-    if (!line.length || line[line.length - 1][0] < stamp) line.push([stamp, f.label, f.confidence, f.valence, f.arousal]);
+  view.faces = faces.filter((f) => f && typeof f === 'object');
+  const spacing = view.timelineS / MAX_POINTS;
+  for (const f of view.faces) {
+    if (list(f.labels).length) view.labels = f.labels;
+    const id = faceId(f);
+    const line = view.timelines.get(id) || [];
+    view.timelines.delete(id);
+    view.timelines.set(id, line);  // re-inserted: Map order = seen longest ago first
+    const last = line.length ? line[line.length - 1][0] : null;
+    if (last === null || stamp - last >= spacing) line.push([stamp, f.label, f.confidence, f.valence, f.arousal]);
+    if (line.length > MAX_POINTS) line.shift();
   }
-  for (const id of Object.keys(view.timelines)) {
-    const line = view.timelines[id];
+  for (const [id, line] of view.timelines) {
     while (line.length && (line[0][0] < stamp - view.timelineS || line[0][0] > stamp + 5)) line.shift();
-    if (!line.length) delete view.timelines[id];
+    if (!line.length) view.timelines.delete(id);
   }
+  while (view.timelines.size > MAX_TRACKS) view.timelines.delete(view.timelines.keys().next().value);
 }
 
 function scheduleRender() {
   if (view.renderTimer === null) view.renderTimer = setTimeout(() => { view.renderTimer = null; render(); }, 100);
 }
 
+// Each panel on its own: one that fails on odd data cannot blank or freeze the others.
 function render() {
-  renderRates();
-  renderFaces();
-  renderAffect();
-  renderDiagnostics();
-  renderHue();
+  for (const panel of [renderRates, renderFaces, renderAffect, renderDiagnostics, renderHue]) {
+    try { panel(); } catch (e) { view.renderErrors += 1; }
+  }
 }
 
 function renderRates() {
   const f = view.frames;
   const fps = f.length > 1 ? (f.length - 1) * 1000 / (f[f.length - 1] - f[0]) : 0;
   const v = view.viewer;
-  $('rates').textContent = `shown ${fps.toFixed(1)} fps · streamed ${(v.stream_fps || 0).toFixed(1)} fps · ` +
+  $('rates').textContent = `shown ${fps.toFixed(1)} fps · streamed ${num(v.stream_fps).toFixed(1)} fps · ` +
     `frames in ${v.frames_in || 0}, skipped for slow viewers ${v.frames_skipped || 0} · browsers ${v.clients || 0}`;
 }
 
@@ -128,8 +151,8 @@ function faceCard(id) {
 
 function renderFaces() {
   const container = $('faces');
-  const current = new Map(view.faces.map((f) => [f.id || '?', f]));
-  const ids = new Set([...Object.keys(view.timelines), ...current.keys()]);
+  const current = new Map(view.faces.map((f) => [faceId(f), f]));
+  const ids = new Set([...view.timelines.keys(), ...current.keys()]);
   const empty = container.querySelector('.empty');
   if (empty && ids.size) empty.remove();
   for (const card of container.querySelectorAll('.face')) if (!ids.has(card.dataset.id)) card.remove();
@@ -138,14 +161,14 @@ function renderFaces() {
     const f = current.get(id);
     card.classList.toggle('gone', !f);
     if (f) {
-      card.querySelector('.title').textContent = `#${id} ${f.label} ${(100 * f.confidence).toFixed(0)} %`;
+      card.querySelector('.title').textContent = `#${id} ${f.label} ${fmt(100 * f.confidence, 0)} %`;
       card.querySelector('.title').style.color = color(f.label);
-      card.querySelector('.va').textContent = `valence ${f.valence.toFixed(2)} · arousal ${f.arousal.toFixed(2)}`;
+      card.querySelector('.va').textContent = `valence ${fmt(f.valence, 2)} · arousal ${fmt(f.arousal, 2)}`;
       renderBars(card.querySelector('.bars'), f);
     } else {
       card.querySelector('.va').textContent = 'not in view';
     }
-    renderTimeline(card.querySelector('.timeline'), view.timelines[id] || []);
+    renderTimeline(card.querySelector('.timeline'), view.timelines.get(id) || []);
     card.querySelector('.legend').textContent = `expression over the last ${view.timelineS.toFixed(0)} s ` +
       '(colour = expression, height = confidence, white line = valence)';
   }
@@ -153,9 +176,9 @@ function renderFaces() {
 }
 
 function renderBars(box, f) {
-  const labels = f.labels && f.labels.length ? f.labels : view.labels;
-  const scores = f.scores || [];
-  const top = scores.indexOf(Math.max(...scores));
+  const labels = (list(f.labels).length ? f.labels : view.labels).map(String);
+  const scores = list(f.scores).map(num);
+  const top = scores.length ? scores.indexOf(Math.max(...scores)) : -1;
   if (box.children.length !== labels.length) {
     box.innerHTML = '';
     for (const label of labels) {
@@ -187,7 +210,8 @@ function renderTimeline(canvas, line) {
   if (!line.length) return;
   const x = (t) => w - (end - t) / span * w;
   for (let i = 0; i < line.length; i++) {
-    const [t, label, conf] = line[i];
+    const [t, label, c] = line[i];
+    const conf = Math.min(1, Math.max(0, num(c)));
     const x0 = x(t), x1 = i + 1 < line.length ? x(line[i + 1][0]) : x0 + 2;
     ctx.fillStyle = color(label);
     ctx.globalAlpha = 0.7;
@@ -200,7 +224,7 @@ function renderTimeline(canvas, line) {
   ctx.lineWidth = 1.5;
   ctx.beginPath();
   line.forEach(([t, , , v], i) => {
-    const y = h / 2 - v * (h / 2 - 3);
+    const y = h / 2 - Math.min(1, Math.max(-1, num(v))) * (h / 2 - 3);
     if (i) ctx.lineTo(x(t), y); else ctx.moveTo(x(t), y);
   });
   ctx.stroke();
@@ -224,11 +248,12 @@ function renderAffect() {
   ctx.textAlign = 'right'; ctx.fillText('pleasant', w - 2, cy - 4);
   ctx.textAlign = 'left'; ctx.fillText('unpleasant', 2, cy - 4);
   for (const f of view.faces) {
+    if (!Number.isFinite(f.valence) || !Number.isFinite(f.arousal)) continue;
     const px = cx + f.valence * r, py = cy - f.arousal * r;
     ctx.fillStyle = color(f.label);
     ctx.beginPath(); ctx.arc(px, py, 7, 0, 2 * Math.PI); ctx.fill();
     ctx.fillStyle = '#ffffff'; ctx.textAlign = 'left';
-    ctx.fillText('#' + (f.id || '?'), px + 9, py + 4);
+    ctx.fillText('#' + faceId(f), px + 9, py + 4);
   }
 }
 
@@ -240,14 +265,14 @@ function renderDiagnostics() {
   const rows = [...view.diagnostics].sort((a, b) => a.name.localeCompare(b.name));
   body.innerHTML = '';
   for (const s of rows) {
-    const v = s.values || {};
-    const stale = now - s.received > 5;
-    const level = stale ? 3 : s.level;
+    const v = s.values && typeof s.values === 'object' ? s.values : {};
+    const stale = now - num(s.received) > 5;
+    const level = stale ? 3 : (Number.isInteger(s.level) ? s.level : -1);
     const tr = document.createElement('tr');
     tr.dataset.node = s.name;
-    const cells = [s.name, LEVELS[level] || String(level), v.rate_hz || '',
+    const cells = [s.name, LEVELS[level] || String(s.level), v.rate_hz || '',
       v.latency_p50_ms ? `${(+v.latency_p50_ms).toFixed(1)} / ${(+v.latency_p95_ms).toFixed(1)}` : '',
-      v.dropped || '0', stale ? 'no report for ' + (now - s.received).toFixed(0) + ' s' : s.message];
+      v.dropped || '0', stale ? 'no report for ' + (now - num(s.received)).toFixed(0) + ' s' : s.message];
     cells.forEach((text, i) => {
       const td = document.createElement('td');
       td.textContent = text;
@@ -273,12 +298,12 @@ function renderHue() {
   const box = $('hue');
   const s = view.hue;
   if (!s) return;
-  const swatch = s.on ? xyToRgb(s.x, s.y, (s.brightness || 0) / 100) : '#000';
+  const swatch = s.on ? xyToRgb(num(s.x), num(s.y), num(s.brightness) / 100) : '#000';
   box.innerHTML = '<div class="swatch"></div><div class="text"></div>';
   box.querySelector('.swatch').style.background = swatch;
   const lines = [`${s.event}${s.reason ? ' (' + s.reason + ')' : ''}: ${s.label || 'no expression yet'}`,
-    `${s.on ? 'on' : 'off'}, ${(s.brightness || 0).toFixed(0)} %, xy ${(s.x || 0).toFixed(3)} ${(s.y || 0).toFixed(3)}` +
-      (s.targets && s.targets.length ? ' → ' + s.targets.join(', ') : ''),
+    `${s.on ? 'on' : 'off'}, ${fmt(s.brightness, 0)} %, xy ${fmt(s.x, 3)} ${fmt(s.y, 3)}` +
+      (list(s.targets).length ? ' → ' + s.targets.join(', ') : ''),
     s.bridge ? `bridge ${s.bridge} ${s.api_version || ''}` : 'dry run (no bridge)'];
   if (s.last_error) lines.push('last error: ' + s.last_error);
   const text = box.querySelector('.text');
