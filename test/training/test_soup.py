@@ -33,7 +33,8 @@ def test_soup_averages_members_and_measures_batchnorm(tmp_path):
     ds = load_npz(data)
     x = ds.images[ds.split == 'train'][..., None].astype(np.float32)
     acts = keras.Model(soup.inputs, bn.input).predict(x, verbose=0)
-    np.testing.assert_allclose(bn.moving_mean.numpy(), acts.reshape(-1, acts.shape[-1]).mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), acts.reshape(-1, acts.shape[-1]).mean(0), rtol=1e-3, atol=1e-3)
+    assert np.abs(bn.moving_mean.numpy()).max() > 0.01      # measured, not the members' initial zeros averaged
     assert (tmp_path / 's.labels.txt').read_text().split() == CLASSES
     other = _save(build_model('emonet', 7, width=16), tmp_path / 'c.keras')
     with pytest.raises(SystemExit, match='architectures'):
