@@ -571,3 +571,123 @@ def test_backoff_parameters_apply_at_runtime(ros_env, tmp_path):
         probe.destroy_node()
         rclpy.shutdown()
     assert short < 1.5 and 2.8 <= capped < 5.5, (short, capped)             # 0.1 s, then min(6, 3) = 3 s
+
+
+# --- issue 24 rows 12-15 through the node process (controller-level cases: test_hue_round2.py) ----------------
+def key_pieces(text, key=USER, n=8):
+    low, k = text.lower(), key.lower()
+    return sorted({k[i:i + n] for i in range(len(k) - n + 1) if k[i:i + n] in low})
+
+
+def all_logs(node: NodeProcess) -> str:
+    log_dir = Path(os.environ['ROS_LOG_DIR'])
+    return node.output + ''.join(p.read_text(errors='replace') for p in log_dir.rglob('*') if p.is_file())
+
+
+def test_row12_a_key_quoted_where_texts_are_cut_is_in_no_log_line_nor_state(driver, bridge, ros_env, tmp_path):
+    """cf495d6 cut bridge error texts at 200 characters before redacting: a key at 170-200 kept up to 37 of its
+    40 characters in the log and on ~/state."""
+    node = start_node(ros_env, tmp_path, bridge=bridge.address, hold_s=0.0, backoff_initial_s=0.1,
+                      backoff_max_s=0.5, username_file=str(paired_username_file(tmp_path, bridge)))
+    try:
+        driver.wait_ready(node)
+        labels = ['sad', 'fear', 'surprise', 'angry', 'neutral', 'happy', 'disgust']
+        for i, pad in enumerate(range(160, 215, 8)):
+            bridge.inject('leak', pad=pad)
+            t0 = driver.feed(0.5, labels[i % len(labels)], decoy=False)
+            spin_until(driver.node, lambda: any(r.fault == 'leak' for r in bridge.puts(t0)), 15)
+            driver.spin(0.6)                      # the node's log throttle is per fault kind: 5 s; state is not
+        assert sum(r.fault == 'leak' for r in bridge.puts()) >= 6, bridge.summary()
+    finally:
+        node.stop()
+    published = '\n'.join(s.last_error + ' ' + s.reason for s in driver.states)
+    assert 'invalid value' in published                                   # the bridge texts went out, redacted
+    assert key_pieces(published) == [] and key_pieces(all_logs(node)) == [], (key_pieces(published),
+                                                                             key_pieces(all_logs(node)))
+
+
+@pytest.mark.parametrize('status', ['503', '429'])
+def test_row13_busy_https_at_first_start_pairs_over_https_never_http(driver, pki, ros_env, tmp_path, status):
+    """The bridge serves HTTPS and plain HTTP on one port; HTTPS answers 503/429 at first. cf495d6 fell back
+    to HTTP and paired in clear text (the key stored as v1, no pin)."""
+    bridge = make_bridge('v2', pki, plain_http_too=True)
+    key_file = tmp_path / 'cfg' / 'hue_username.json'
+    try:
+        bridge.press_link_button(120)
+        bridge.inject(status, count=3, method='*', retry_after='1')
+        node = start_node(ros_env, tmp_path, bridge=bridge.address, username_file=str(key_file),
+                          pairing_retry_s=0.3, backoff_initial_s=0.2)
+        try:
+            driver.wait_ready(node)
+            assert spin_until(driver.node, lambda: driver.results('paired'), 60), (node.output, bridge.summary())
+        finally:
+            node.stop()
+        assert {r.scheme for r in bridge.requests} == {'https'}, bridge.log_lines()
+        assert sum(r.fault == status for r in bridge.requests) == 3
+        rec = load_credentials(key_file, bridge.address)
+        assert rec.api == 'v2' and len(rec.cert_sha256) == 64 and rec.username in bridge.users
+        assert 'HTTPS required' in node.output
+    finally:
+        bridge.stop()
+
+
+def test_row14_a_bulb_re_added_under_a_new_id_gets_the_next_state(driver, pki, ros_env, tmp_path):
+    """Targeted by its v2 id; re-added, that id answers 404. cf495d6 kept sending to the old id (dark until
+    restart); the node re-reads the light list and finds the bulb by the name it had."""
+    bridge = make_bridge('v2', pki)
+    try:
+        node = start_node(ros_env, tmp_path, bridge=bridge.address, hold_s=0.0, backoff_initial_s=0.2,
+                          lights=bridge.light_v2_id('1'), username_file=str(paired_username_file(tmp_path, bridge)))
+        try:
+            driver.wait_ready(node)
+            driver.feed(1.0, 'happy', decoy=False)
+            assert spin_until(driver.node, lambda: bridge.state_puts(), 20), node.output
+            new_id = bridge.readd_light('1', new_lid='4')
+            t0 = driver.feed(0.5, 'sad', decoy=False)
+
+            def arrived():
+                return any(r.body == body('v2', 'sad') and r.resource.endswith(new_id)
+                           for r in bridge.state_puts(t0))
+            assert spin_until(driver.node, arrived, 30), (bridge.summary(), node.output)
+            driver.spin(2.0)
+        finally:
+            node.stop()
+        assert bridge.light_states()['Desk lamp']['bri'] == body('v1', 'sad')['bri']
+        listings = [r for r in bridge.requests if r.t >= t0 and r.method == 'GET'
+                    and r.resource == '/clip/v2/resource/light']
+        assert 1 <= len(listings) <= 2 + (time.monotonic() - t0) / 2.0, len(listings)   # RELIST_MIN_S = 2 s
+        assert 'now id' in node.output
+    finally:
+        bridge.stop()
+
+
+def test_row15_an_event_stream_that_keeps_dropping_is_retried_less_often_and_resends_nothing(driver, pki, ros_env,
+                                                                                          tmp_path):
+    """Answers 200 then drops, over and over. cf495d6 reconnected every ~0.5 s and resent the unchanged state
+    at each reconnect."""
+    bridge = make_bridge('v2', pki)
+    try:
+        node = start_node(ros_env, tmp_path, bridge=bridge.address, hold_s=0.0,
+                          username_file=str(paired_username_file(tmp_path, bridge)))
+        try:
+            driver.wait_ready(node)
+            driver.feed(1.0, 'fear', decoy=False)
+            assert spin_until(driver.node, lambda: bridge.state_puts() and bridge.stream_count() == 1, 30), \
+                node.output
+            driver.spin(0.5)
+            t0 = time.monotonic()
+            bridge.drop_new_streams(1000)
+            bridge.drop_streams()
+            driver.spin(10.0)
+            streams = [r for r in bridge.requests if r.t >= t0 and r.path.startswith('/eventstream')]
+            assert len(streams) <= 8, len(streams)                        # cf495d6: ~20 in 10 s
+            assert bridge.state_puts(t0) == [], [r.body for r in bridge.state_puts(t0)]
+            bridge.drop_new_streams(0)
+            assert spin_until(driver.node, lambda: bridge.stream_count() == 1, 45), node.output
+            driver.spin(1.0)
+            assert bridge.state_puts(t0) == []                            # unchanged: not resent on reconnect
+        finally:
+            node.stop()
+        assert node.proc.returncode == 0
+    finally:
+        bridge.stop()
