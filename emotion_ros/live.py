@@ -16,13 +16,14 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 
 from emotion_msgs.msg import EmotionArray
 from emotion_ros.nodes.config_files import config_file
 from emotion_ros.core.cpu_threads import limit_native_threads
 from emotion_ros.core.frames.memory import keep_frame_buffers
 from emotion_ros.core.param_spec import ParameterError
-from emotion_ros.nodes.node_main import StartupError, ignore_further_interrupts, interrupts_end_the_spin
+from emotion_ros.nodes.node_main import LINGER_S, StartupError, StopRequest, ignore_further_interrupts
 from emotion_ros.nodes.qos import results_qos
 
 
@@ -113,9 +114,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     limit_native_threads()                 # one OpenCV thread: emotion_ros.core.cpu_threads says why
     keep_frame_buffers()                   # no page faults per frame: emotion_ros.core.frames.memory
     params = args.params or str(config_file('params.yaml'))
-    interrupts_end_the_spin()
+    stop = StopRequest().install()         # SIGINT/SIGTERM end the spin; the nodes then end with a valid context
     rclpy.init(args=['emotion_live', '--ros-args', '--params-file', params] + [a for a in args.ros_args
-                                                                              if a != '--ros-args'])
+                                                                              if a != '--ros-args'],
+               signal_handler_options=SignalHandlerOptions.NO)
     from emotion_ros.nodes.camera_node import CameraNode
     from emotion_ros.nodes.emotion_classifier_node import EmotionClassifierNode
     from emotion_ros.nodes.face_detector_node import FaceDetectorNode
@@ -165,7 +167,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         start = time.monotonic()
         deadline = start + args.duration if args.duration > 0 else float('inf')
         try:
-            while rclpy.ok() and time.monotonic() < deadline:
+            while rclpy.ok() and time.monotonic() < deadline and not stop.signum:
                 executor.spin_once(timeout_sec=0.05)
                 if camera.finished and time.monotonic() - summary.last_message > 1.0:
                     break
@@ -189,10 +191,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         if hue_executor is not None:
             hue_executor.shutdown()
             hue_thread.join(timeout=5)
+        _end(nodes, stop.name or 'end of run')
         for node in nodes:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def _end(nodes, why: str) -> None:
+    """Every node through its `shutdown` transition (final state published: the HRI publisher's empty `tracked`),
+    then a moment of spinning so those messages leave before the participant goes (as node_main does)."""
+    ending = [n for n in nodes if hasattr(n, 'end') and not getattr(n, 'finished', False)]
+    if not ending or not rclpy.ok():
+        return
+    for node in ending:
+        node.end(f'{why}' + (' received' if why.startswith('SIG') else ''))
+    executor = SingleThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
+    linger_until = time.monotonic() + LINGER_S
+    while rclpy.ok() and time.monotonic() < linger_until:
+        executor.spin_once(timeout_sec=0.05)
 
 
 def _recorder(args, kw, remap):

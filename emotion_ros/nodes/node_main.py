@@ -56,13 +56,6 @@ class StopRequest:
         return self
 
 
-def interrupts_end_the_spin() -> None:
-    """Before rclpy.init with rclpy's own signal handlers (emotion_live's in-process graph): SIGINT no longer
-    raises KeyboardInterrupt (see StopRequest); rclpy's handler, installed over this one, shuts the context
-    down and that ends the spin loop between callbacks."""
-    signal.signal(signal.SIGINT, lambda signum, frame: None)
-
-
 def ignore_further_interrupts() -> None:
     """Once ending, a second SIGINT (`ros2 launch` sends one when stdin is not a terminal) or SIGTERM must do
     nothing: Python resets a handler function to SIG_DFL while it finalizes (the process then died with -2);
