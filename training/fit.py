@@ -226,7 +226,13 @@ def run_fit(args) -> dict:
         print(f'resuming {run} at epoch {state["epoch"]} (step {state["step"]}, {state["elapsed_s"]:.0f} s in)')
     else:
         model = build_model(args.arch, len(classes), width=args.width)
-        if getattr(args, 'init_from', None):
+        if getattr(args, 'init_from', None) and str(args.init_from).endswith('.keras'):
+            source = keras.models.load_model(args.init_from)
+            if [w.shape for w in source.get_weights()] != [w.shape for w in model.get_weights()]:
+                raise SystemExit(f'--init-from {args.init_from}: not this --arch/--width')
+            model.set_weights(source.get_weights())
+            print(f'weights from {args.init_from}', flush=True)
+        elif getattr(args, 'init_from', None):
             from .warm_start import init_from_tflite
             init_from_tflite(model, args.init_from, _limit(primary.train, 2048, args.seed).images)
             print(f'weights from {args.init_from}', flush=True)
@@ -347,6 +353,7 @@ def add_arguments(p):
                         'holdout stays unseen by all of them')
     p.add_argument('--threads', type=int, default=0, help='TensorFlow threads (0 = all cores)')
     p.add_argument('--resume', action='store_true', help='continue from run-dir/checkpoints')
-    p.add_argument('--init-from', default=None, metavar='FLOAT32.tflite',
-                   help='start from the weights of a float32 export of the same --arch/--width (a fresh optimizer '
+    p.add_argument('--init-from', default=None, metavar='MODEL.tflite|MODEL.keras',
+                   help='start from the weights of an export (float32 or int8) or a .keras of the same --arch/--width '
+                        '(a fresh optimizer '
                         'and schedule; e.g. to train a shipped model further once its run folder is gone)')
