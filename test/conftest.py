@@ -69,3 +69,22 @@ def python_exe() -> str:
 def ros_env() -> dict:
     """Full environment for subprocesses: this run's isolated DDS settings on top of os.environ."""
     return dict(os.environ)
+
+
+@pytest.fixture
+def ros():
+    """An rclpy context for one test (nodes the test creates live in it), shut down afterwards."""
+    rclpy = pytest.importorskip('rclpy')
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture
+def ros_node(ros, request):
+    """A plain node for the test to subscribe, publish and call parameter services with; destroyed afterwards.
+    Named by the test module's PROBE_NODE where a test needs to know the name (default: test_probe)."""
+    import rclpy
+    node = rclpy.create_node(getattr(request.module, 'PROBE_NODE', 'test_probe'))
+    yield node
+    node.destroy_node()

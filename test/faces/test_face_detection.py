@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import require_shared
+from images import astronaut_bgr, video_frames
 from emotion_ros.core.faces.detection import BACKENDS, DEFAULT_BACKEND, FaceBox, FaceDetector, create_detector
 
 ASTRONAUT_FACE = (178, 63, 89, 112)
@@ -16,20 +17,13 @@ def detector(request):
 
 @pytest.fixture(scope='module')
 def astronaut():
-    from skimage import data
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    return astronaut_bgr(512, 512)
 
 
 @pytest.fixture(scope='module')
 def male_frames():
     path = require_shared('media', 'head-pose-face-detection-male.mp4')
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
+    frames = video_frames(path)
     assert len(frames) >= 30, f'{path} decoded to only {len(frames)} frames'
     return frames
 

@@ -1,8 +1,8 @@
 """FaceTracker: hysteresis, id hygiene and crossings on synthetic boxes; stable ids on a real clip."""
-import cv2
 import pytest
 
 from conftest import require_shared
+from images import video_frames
 from emotion_ros.core.faces.detection import DEFAULT_BACKEND, FaceBox, create_detector
 from emotion_ros.core.faces.tracking import FaceTracker, iou_matrix
 
@@ -88,12 +88,8 @@ def test_three_walkers_keep_three_distinct_stable_ids():
     path = require_shared('media', 'face-demographics-walking-and-pause.mp4')
     detector = create_detector(DEFAULT_BACKEND)
     tracker = FaceTracker()
-    capture = cv2.VideoCapture(str(path))
     history = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
+    for frame in video_frames(path):
         boxes = detector.detect(frame)
         ids = tracker.update(boxes)
         history.append(sorted(zip((b.x + b.w / 2 for b in boxes), ids)))

@@ -18,7 +18,7 @@ from conftest import require_shared
 from launch_process import Launch, launch_env, require_ros2_launch
 from ros_graph import spin_until, stamp_ns
 
-rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('rclpy')
 from lifecycle_msgs.srv import GetState  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
@@ -34,17 +34,8 @@ def _tools():
     require_ros2_launch()
 
 
-@pytest.fixture
-def listener():
-    rclpy.init()
-    node = rclpy.create_node('launch_test_listener')
-    yield node
-    node.destroy_node()
-    rclpy.shutdown()
-
-
 class Topics:
-    """What one namespace publishes, as received by the listener."""
+    """What one namespace publishes, as received by the test's node."""
 
     def __init__(self, node, namespace=''):
         prefix = f'/{namespace}' if namespace else ''
@@ -80,13 +71,13 @@ class Topics:
         return Counter(e.expression for m in self.emotions for e in m.emotions)
 
 
-def _run_clip(listener, launch, topics_list, timeout=240):
+def _run_clip(ros_node, launch, topics_list, timeout=240):
     """Spin until every launch's camera has ended and its emotions stopped coming (or timeout)."""
     def done():
         for t in topics_list:
             t.poll_states()
         return all(lch.frames_published() >= 0 for lch in launch)
-    assert spin_until(listener, done, timeout), '\n'.join(lch.output[-3000:] for lch in launch)
+    assert spin_until(ros_node, done, timeout), '\n'.join(lch.output[-3000:] for lch in launch)
     seen = {'n': -1, 't': time.monotonic()}
 
     def settled():  # no new emotions for 3 s, and every node's lifecycle state asked (slow on a busy machine)
@@ -95,17 +86,17 @@ def _run_clip(listener, launch, topics_list, timeout=240):
         if n != seen['n']:
             seen.update(n=n, t=time.monotonic())
         return states_known and time.monotonic() - seen['t'] > 3.0
-    spin_until(listener, settled, 60)
+    spin_until(ros_node, settled, 60)
 
 
-def test_male_clip_gives_emotions_for_its_frames_and_nodes_go_active(listener, ros_env, tmp_path):
+def test_male_clip_gives_emotions_for_its_frames_and_nodes_go_active(ros_node, ros_env, tmp_path):
     clip = require_shared('media', 'head-pose-face-detection-male.mp4')
-    topics = Topics(listener)
+    topics = Topics(ros_node)
     # Half the clip's 12 fps: the graph drops stale frames by design when starved of CPU (measured 54 of 62 at the
     # clip's rate with load average 16 on 2 cores); what this test guards is that none is lost while it starts.
     launch = Launch([f'source:={clip}', 'fps:=6'], launch_env(ros_env), tmp_path)
     try:
-        _run_clip(listener, [launch], [topics])
+        _run_clip(ros_node, [launch], [topics])
     finally:
         code = launch.stop()
     frames = launch.frames_published()
@@ -118,17 +109,17 @@ def test_male_clip_gives_emotions_for_its_frames_and_nodes_go_active(listener, r
     assert 'starting anyway' not in launch.output  # the camera waited for its consumers, not for its timeout
 
 
-def test_two_namespaces_deliver_separately_and_keep_the_parameter_file(listener, ros_env, tmp_path):
+def test_two_namespaces_deliver_separately_and_keep_the_parameter_file(ros_node, ros_env, tmp_path):
     male = require_shared('media', 'head-pose-face-detection-male.mp4')            # 62 frames
     walking = require_shared('media', 'face-demographics-walking-and-pause.mp4')   # 41 frames
     params = tmp_path / 'params.yaml'
     params.write_text('/**/camera:\n  ros__parameters:\n    width: 320\n    height: 240\n    frame_id: from_file\n')
     cams = {'cam1': male, 'cam2': walking}
-    topics = {ns: Topics(listener, ns) for ns in cams}
+    topics = {ns: Topics(ros_node, ns) for ns in cams}
     launches = {ns: Launch([f'namespace:={ns}', f'source:={clip}', f'params:={params}'], launch_env(ros_env),
                            tmp_path, name=ns) for ns, clip in cams.items()}
     try:
-        _run_clip(listener, list(launches.values()), list(topics.values()), timeout=300)
+        _run_clip(ros_node, list(launches.values()), list(topics.values()), timeout=300)
     finally:
         codes = {ns: lch.stop() for ns, lch in launches.items()}
     assert {ns: lch.frames_published() for ns, lch in launches.items()} == {'cam1': 62, 'cam2': 41}
@@ -155,17 +146,17 @@ def test_two_namespaces_deliver_separately_and_keep_the_parameter_file(listener,
 
 
 @pytest.mark.parametrize('stdin', ['pty', 'devnull'])
-def test_ctrl_c_ends_every_process_with_0_and_no_traceback(listener, ros_env, tmp_path, stdin):
+def test_ctrl_c_ends_every_process_with_0_and_no_traceback(ros_node, ros_env, tmp_path, stdin):
     """With a terminal, Ctrl-C reaches every process once; without one (scripts, systemd) launch sends a
     second SIGINT to its children: both must end cleanly."""
-    topics = Topics(listener)
+    topics = Topics(ros_node)
     master = slave = None
     if stdin == 'pty':
         master, slave = pty.openpty()
     launch = Launch(['source:=demo', 'loop:=true'], launch_env(ros_env), tmp_path,
                     stdin=slave if slave is not None else subprocess.DEVNULL)
     try:
-        assert spin_until(listener, lambda: len(topics.emotions) >= 5, 180), launch.output[-3000:]
+        assert spin_until(ros_node, lambda: len(topics.emotions) >= 5, 180), launch.output[-3000:]
     finally:
         code = launch.stop()
         for fd in (master, slave):
@@ -178,25 +169,25 @@ def test_ctrl_c_ends_every_process_with_0_and_no_traceback(listener, ros_env, tm
     assert 'Traceback' not in out and 'KeyboardInterrupt' not in out, out[-3000:]
 
 
-def test_a_crashed_node_restarts_and_a_shut_down_one_stays_down(listener, ros_env, tmp_path):
+def test_a_crashed_node_restarts_and_a_shut_down_one_stays_down(ros_node, ros_env, tmp_path):
     """respawn:=true (default) is for crashes: a killed classifier comes back and emotions resume; a detector
     shut down through its lifecycle (exit 0) stays down, as `ros2 lifecycle set ... shutdown` means."""
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
-    topics = Topics(listener)
+    topics = Topics(ros_node)
     launch = Launch(['source:=demo', 'loop:=true'], launch_env(ros_env), tmp_path)
     try:
-        assert spin_until(listener, lambda: len(topics.emotions) >= 5, 180), launch.output[-3000:]
+        assert spin_until(ros_node, lambda: len(topics.emotions) >= 5, 180), launch.output[-3000:]
         os.kill(launch.pids('emotion_classifier_node')[0], signal.SIGKILL)
-        assert spin_until(listener, lambda: len(launch.pids('emotion_classifier_node')) == 2, 60), launch.output[-3000:]
+        assert spin_until(ros_node, lambda: len(launch.pids('emotion_classifier_node')) == 2, 60), launch.output[-3000:]
         before = len(topics.emotions)
-        assert spin_until(listener, lambda: len(topics.emotions) >= before + 5, 180), launch.output[-3000:]
-        change = listener.create_client(ChangeState, '/face_detector/change_state')
-        assert spin_until(listener, change.service_is_ready, 30)
+        assert spin_until(ros_node, lambda: len(topics.emotions) >= before + 5, 180), launch.output[-3000:]
+        change = ros_node.create_client(ChangeState, '/face_detector/change_state')
+        assert spin_until(ros_node, change.service_is_ready, 30)
         change.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVE_SHUTDOWN)))
-        assert spin_until(listener, lambda: 'face_detector_node' in ' '.join(launch.ended_cleanly()), 60), \
+        assert spin_until(ros_node, lambda: 'face_detector_node' in ' '.join(launch.ended_cleanly()), 60), \
             launch.output[-3000:]
-        spin_until(listener, lambda: False, 3 * 2.0)   # longer than the restart delay
+        spin_until(ros_node, lambda: False, 3 * 2.0)   # longer than the restart delay
         out = launch.output
     finally:
         code = launch.stop()
@@ -206,15 +197,15 @@ def test_a_crashed_node_restarts_and_a_shut_down_one_stays_down(listener, ros_en
     assert code == 0, launch.output[-3000:]
 
 
-def test_hue_from_launch_arguments_alone_drives_the_bridge(listener, ros_env, tmp_path):
+def test_hue_from_launch_arguments_alone_drives_the_bridge(ros_node, ros_env, tmp_path):
     from hue_bridge_emulator import HueBridgeEmulator
     bridge = HueBridgeEmulator(lights=1).start()
     bridge.press_link_button()  # first start pairs; the key goes to $XDG_CONFIG_HOME/emotion_ros (0600)
-    topics = Topics(listener)
+    topics = Topics(ros_node)
     launch = Launch(['source:=demo', 'loop:=true', 'hue:=true', f'hue_bridge:={bridge.address}'],
                     launch_env(ros_env, XDG_CONFIG_HOME=tmp_path / 'xdg'), tmp_path)
     try:
-        assert spin_until(listener, lambda: bool(bridge.state_puts()), 240), \
+        assert spin_until(ros_node, lambda: bool(bridge.state_puts()), 240), \
             (bridge.summary(), [line for line in launch.output.splitlines() if 'hue' in line])
         assert topics.labels()['happy'] > 0
     finally:
@@ -225,12 +216,12 @@ def test_hue_from_launch_arguments_alone_drives_the_bridge(listener, ros_env, tm
     assert len(launch.started()) == 4  # camera, detector, classifier, hue: none restarted
 
 
-def test_hue_dry_run_from_launch_arguments(listener, ros_env, tmp_path):
+def test_hue_dry_run_from_launch_arguments(ros_node, ros_env, tmp_path):
     launch = Launch(['source:=demo', 'loop:=true', 'hue:=true', 'hue_dry_run:=true'],
                     launch_env(ros_env, XDG_CONFIG_HOME=tmp_path / 'xdg'), tmp_path)
-    topics = Topics(listener)
+    topics = Topics(ros_node)
     try:
-        assert spin_until(listener, lambda: len(topics.emotions) >= 30 and 'dry run (no bridge)' in launch.output,
+        assert spin_until(ros_node, lambda: len(topics.emotions) >= 30 and 'dry run (no bridge)' in launch.output,
                           240), launch.output[-3000:]
     finally:
         code = launch.stop()

@@ -173,25 +173,20 @@ def test_runner_prints_its_summary_on_ctrl_c(tmp_path, interrupts, extra):
     assert 'Traceback' not in text and 'KeyboardInterrupt' not in text, text[-3000:]
 
 
-def test_runner_applies_the_parameter_file_under_a_namespace(tmp_path):
+def test_runner_applies_the_parameter_file_under_a_namespace(ros_node, tmp_path):
     """`/**/camera:` keys reach /cam1/camera in the one-process runner (issue 12, fault 4)."""
-    import time
     params = tmp_path / 'params.yaml'
     params.write_text('/**/camera:\n  ros__parameters:\n    width: 320\n    height: 240\n')
-    rclpy.init()
-    node = rclpy.create_node('namespace_probe')
     frames = []
-    node.create_subscription(Image, '/cam1/image_raw', frames.append, latest_frame_qos(5))
+    ros_node.create_subscription(Image, '/cam1/image_raw', frames.append, latest_frame_qos(5))
     proc = subprocess.Popen([str(VENV_BIN / 'emotion_live'), '--params', str(params), '--namespace', 'cam1',
                              '--source', 'demo', '--loop', '--fps', '10', '--duration', '60'],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert spin_until(node, lambda: frames, 120), 'no frame on /cam1/image_raw'
+        assert spin_until(ros_node, lambda: frames, 120), 'no frame on /cam1/image_raw'
     finally:
         proc.terminate()
         out = proc.communicate(timeout=60)[0]
-        node.destroy_node()
-        rclpy.shutdown()
     assert 0 < frames[-1].width <= 320 and 0 < frames[-1].height <= 240, (frames[-1].width, frames[-1].height, out)
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from ros_graph import spin_until
 
-rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('rclpy')
 from emotion_msgs.msg import EmotionArray  # noqa: E402
 from emotion_ros.nodes.qos import results_qos  # noqa: E402
 
@@ -92,18 +92,16 @@ def _strace():
     return [strace, '-f', '-qq', '-yy', '-e', 'trace=connect,send,sendto,sendmsg,sendmmsg,write,writev']
 
 
-def test_live_graph_sends_only_to_loopback(ros_env, tmp_path):
+def test_live_graph_sends_only_to_loopback(ros_node, ros_env, tmp_path):
     trace = _strace()
     log = tmp_path / 'strace.txt'
     exe = shutil.which('emotion_live', path=str(Path(sys.executable).parent))
-    rclpy.init()
-    node = rclpy.create_node('hygiene_listener')
     got = []
-    node.create_subscription(EmotionArray, '/emotions', got.append, results_qos(50))
+    ros_node.create_subscription(EmotionArray, '/emotions', got.append, results_qos(50))
     proc = subprocess.Popen([*trace, '-o', str(log), exe, '--source', 'demo', '--loop', '--duration', '40'],
                             env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert spin_until(node, lambda: len(got) >= 5, 150), 'no emotions reached the listener'
+        assert spin_until(ros_node, lambda: len(got) >= 5, 150), 'no emotions reached the listener'
     finally:
         for kid in _children(proc.pid):       # Ctrl-C to emotion_live; strace ends with it
             os.kill(kid, signal.SIGINT)
@@ -112,8 +110,6 @@ def test_live_graph_sends_only_to_loopback(ros_env, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             out = proc.communicate()[0]
-        node.destroy_node()
-        rclpy.shutdown()
     sent = destinations(log.read_text(errors='replace'))
     assert ('v4', '127.0.0.1') in sent, (sorted(sent), out[-2000:])   # discovery went somewhere: the trace works
     assert {d for d in sent if not _loopback(*d)} == set(), sorted(sent)

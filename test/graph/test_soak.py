@@ -38,9 +38,8 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def test_soak_60s_30fps_5_faces(ros_env, tmp_path):
-    rclpy.init()
-    node = rclpy.create_node('soak_listener')
+def test_soak_60s_30fps_5_faces(ros_node, ros_env, tmp_path):
+    node = ros_node
     frames, latencies, diags = {}, [], {}
     node.create_subscription(Image, 'image_raw', lambda m: frames.__setitem__(stamp_ns(m.header), time.monotonic()),
                              latest_frame_qos(100))
@@ -79,8 +78,6 @@ def test_soak_60s_30fps_5_faces(ros_env, tmp_path):
     finally:
         for p in procs.values():
             p.stop()
-        node.destroy_node()
-        rclpy.shutdown()
 
     assert len(frames) >= 0.9 * n_frames and latencies, 'graph produced too little'
     t0 = latencies[0][0]

@@ -1,7 +1,7 @@
 """NodeDiagnostics says when a node cannot keep up (frames missed), and counts rate-limit skips without alarm."""
 import pytest
 
-rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 
 from emotion_ros.nodes.diagnostics import NodeDiagnostics  # noqa: E402
@@ -9,21 +9,12 @@ from emotion_ros.nodes.diagnostics import NodeDiagnostics  # noqa: E402
 pytestmark = pytest.mark.ros
 
 
-@pytest.fixture
-def node():
-    rclpy.init()
-    n = rclpy.create_node('diagnostics_test')
-    yield n
-    n.destroy_node()
-    rclpy.shutdown()
-
-
 def values(status):
     return {kv.key: kv.value for kv in status.values}
 
 
-def test_missed_frames_warn_with_the_share_processed(node):
-    diag = NodeDiagnostics(node, lambda: {})
+def test_missed_frames_warn_with_the_share_processed(ros_node):
+    diag = NodeDiagnostics(ros_node, lambda: {})
     for _ in range(20):
         diag.input()
         diag.done(0.01)
@@ -37,8 +28,8 @@ def test_missed_frames_warn_with_the_share_processed(node):
     assert diag.status().level == DiagnosticStatus.OK
 
 
-def test_rate_limit_skips_are_counted_not_warned(node):
-    diag = NodeDiagnostics(node, lambda: {})
+def test_rate_limit_skips_are_counted_not_warned(ros_node):
+    diag = NodeDiagnostics(ros_node, lambda: {})
     diag.done(0.01)
     diag.pacing(skipped=15, missed=0)
     status = diag.status()

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+from images import astronaut_bgr as astronaut
+
 rclpy = pytest.importorskip('rclpy')
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -54,12 +56,6 @@ def test_every_runtime_parameter_has_a_behaviour_test(module):
     assert not TESTED[module] & WITHOUT_A_TEST.get(module, set())
     assert runtime == listed, ('runtime parameters without a test here (or tested but gone / read-only): '
                                f'{sorted(runtime ^ listed)}')
-
-
-def astronaut(width=640, height=480, shift=0):
-    from skimage import data
-    img = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (width, height))
-    return np.ascontiguousarray(np.roll(img, shift, axis=1)) if shift else img
 
 
 def header(sec: int) -> Header:
@@ -111,13 +107,6 @@ class Rig:
         for n in self.nodes + [self.io]:
             self.exec.remove_node(n)
             n.destroy_node()
-
-
-@pytest.fixture
-def ros():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
 
 
 @pytest.fixture(scope='module')

@@ -14,7 +14,7 @@ import pytest
 
 from ros_graph import NodeProcess, ros_args, spin_until, wait_active
 
-rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('rclpy')
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -30,15 +30,6 @@ NODES = {
 }
 
 
-@pytest.fixture
-def probe():
-    rclpy.init()
-    node = rclpy.create_node('signal_probe')
-    yield node
-    node.destroy_node()
-    rclpy.shutdown()
-
-
 def end_with(proc: NodeProcess, signame: str, timeout: float = 60.0) -> int:
     os.killpg(proc.proc.pid, getattr(signal, signame))
     return proc.wait(timeout=timeout)
@@ -46,13 +37,13 @@ def end_with(proc: NodeProcess, signame: str, timeout: float = 60.0) -> int:
 
 @pytest.mark.parametrize('signame', ['SIGINT', 'SIGTERM'])
 @pytest.mark.parametrize('name', list(NODES))
-def test_every_node_ends_with_0_on_a_signal_after_its_shutdown_transition(probe, ros_env, tmp_path, name,
+def test_every_node_ends_with_0_on_a_signal_after_its_shutdown_transition(ros_node, ros_env, tmp_path, name,
                                                                           signame):
     script, params = NODES[name]
     env = dict(ros_env, HOME=str(tmp_path / 'home'))        # dataset_recorder's default folder: ~/emotion_dataset
     proc = NodeProcess(script, ros_args(params), env, tmp_path)
     try:
-        wait_active(probe, name, proc)
+        wait_active(ros_node, name, proc)
         code = end_with(proc, signame)
     finally:
         proc.stop()
@@ -63,17 +54,17 @@ def test_every_node_ends_with_0_on_a_signal_after_its_shutdown_transition(probe,
 
 
 @pytest.mark.parametrize('signame', ['SIGINT', 'SIGTERM'])
-def test_hri_publisher_sends_its_final_empty_tracked_list_on_a_signal(probe, ros_env, tmp_path, signame):
+def test_hri_publisher_sends_its_final_empty_tracked_list_on_a_signal(ros_node, ros_env, tmp_path, signame):
     pytest.importorskip('hri_msgs.msg', reason='hri_msgs is not built into this venv (`make hri-msgs`)')
     from hri_feed import HriFeed
-    feed = HriFeed(probe)
+    feed = HriFeed(ros_node)
     proc = NodeProcess('hri_publisher_node', ros_args({'grace_period_s': 600.0}), ros_env, tmp_path)
     try:
-        wait_active(probe, 'hri_publisher', proc)
+        wait_active(ros_node, 'hri_publisher', proc)
         assert feed.matched(), proc.output[-3000:]
         assert feed.until_listed(['3'], lambda ids: ids == ['f3']), (feed.tracked, proc.output[-3000:])
         code = end_with(proc, signame)
-        spin_until(probe, lambda: feed.tracked[-1].ids == [], 10.0)
+        spin_until(ros_node, lambda: feed.tracked[-1].ids == [], 10.0)
     finally:
         proc.stop()
     assert code == 0, proc.output[-3000:]

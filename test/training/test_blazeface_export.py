@@ -13,10 +13,9 @@ FAST = _BLAZEFACE_MODELS['full_sparse_fast']
 @pytest.fixture(scope='module')
 def originals():
     """What the original model is fed for two real frames (the astronaut, and it mirrored)."""
-    import cv2
-    from skimage import data
+    from images import astronaut_bgr
     from emotion_ros.training.blazeface_export import model_inputs
-    frame = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (640, 480))
+    frame = astronaut_bgr(640, 480)
     return model_inputs([frame, frame[:, ::-1].copy()])
 
 
