@@ -1,7 +1,8 @@
 """The package layout's rules, read from the source with `ast` (nothing is imported), so a new import or a move
 that breaks one fails here: core/ is ROS-free and imports nothing above it, rclpy stays in nodes/ and the two
 CLIs, core/ has no flat folder of more than eight modules, each core package states its rules in its docstring
-and keeps to the dependencies that docstring names, and every console script still points at a function.
+and keeps to the dependencies that docstring names, docs/architecture.md names every core and node module, and
+every console script still points at a function.
 
 Each checker also runs on a small made-up tree that breaks its rule, so none of them can pass by reading nothing.
 """
@@ -152,6 +153,14 @@ def core_packages_without_rules(root: Path) -> List[str]:
     return out
 
 
+def modules_missing_from_architecture_doc(root: Path) -> List[str]:
+    """docs/architecture.md names every module of core/ (as `frames/sources.py`) and of nodes/ (`nodes/qos.py`)."""
+    doc = (root / 'docs' / 'architecture.md').read_text()
+    wanted = [p.relative_to(root / PKG / 'core').as_posix() for p in (root / PKG / 'core').rglob('*.py')]
+    wanted += [p.relative_to(root / PKG).as_posix() for p in (root / PKG / 'nodes').glob('*.py')]
+    return sorted(w for w in wanted if not w.endswith('__init__.py') and f'`{w}`' not in doc)
+
+
 def console_script_targets(root: Path) -> Dict[str, str]:
     """Script name -> 'module:function' for every entry of setup.py's CONSOLE_SCRIPTS (read, not run)."""
     tree = ast.parse((root / 'setup.py').read_text())
@@ -214,6 +223,11 @@ def test_no_core_folder_has_more_than_eight_modules():
 
 def test_every_core_package_states_what_it_owns_and_may_import():
     assert core_packages_without_rules(REPO) == []
+
+
+def test_architecture_doc_names_every_core_and_node_module():
+    """A newcomer finds any module in one hop from docs/architecture.md: a new one gets its line there."""
+    assert modules_missing_from_architecture_doc(REPO) == []
 
 
 def test_every_console_script_names_a_function_that_exists():
@@ -287,5 +301,9 @@ def test_checkers_report_each_broken_rule(tmp_path):
         'emotion_ros/core/hri/__init__.py: the docstring does not say what the package may or must not import: '
         "'No word on dependencies.'",
         'emotion_ros/core/loose: no __init__.py']
+    _write(root, 'docs/architecture.md', '`frames/m0.py` and `nodes/n.py`, frames/m1.py without quotes\n')
+    missing = modules_missing_from_architecture_doc(root)
+    assert 'frames/m0.py' not in missing and 'nodes/n.py' not in missing
+    assert {'frames/m1.py', 'emotion/late.py', 'param_spec.py'} <= set(missing)
     assert broken_console_scripts(root) == ['gone = emotion_ros.moved:main: no such module',
                                             'typo = emotion_ros.nodes.n:mian: no function mian']
