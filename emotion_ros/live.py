@@ -23,7 +23,7 @@ from emotion_ros.nodes.config_files import config_file
 from emotion_ros.core.cpu_threads import limit_native_threads
 from emotion_ros.core.frames.memory import keep_frame_buffers
 from emotion_ros.core.param_spec import ParameterError
-from emotion_ros.nodes.node_main import LINGER_S, StartupError, StopRequest, ignore_further_interrupts
+from emotion_ros.nodes.node_main import LINGER_S, StartupError, StopRequest, ignore_further_interrupts, spin_for
 from emotion_ros.nodes.qos import results_qos
 
 
@@ -204,14 +204,17 @@ def _end(nodes, why: str) -> None:
     ending = [n for n in nodes if hasattr(n, 'end') and not getattr(n, 'finished', False)]
     if not ending or not rclpy.ok():
         return
-    for node in ending:
-        node.end(f'{why}' + (' received' if why.startswith('SIG') else ''))
     executor = SingleThreadedExecutor()
     for node in nodes:
         executor.add_node(node)
-    linger_until = time.monotonic() + LINGER_S
-    while rclpy.ok() and time.monotonic() < linger_until:
-        executor.spin_once(timeout_sec=0.05)
+    why += ' received' if why.startswith('SIG') else ''
+    for node in ending:                       # output stops everywhere first; then one linger for all
+        if node.active:
+            node.trigger_deactivate()
+    spin_for(executor, LINGER_S)
+    for node in ending:
+        node.end(why)
+    spin_for(executor, LINGER_S / 2)
 
 
 def _recorder(args, kw, remap):

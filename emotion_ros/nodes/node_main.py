@@ -64,6 +64,13 @@ def ignore_further_interrupts() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def spin_for(executor, seconds: float) -> None:
+    """Spin while the context lasts, for `seconds` (replies and final messages leave before a participant goes)."""
+    until = time.monotonic() + seconds
+    while rclpy.ok() and time.monotonic() < until:
+        executor.spin_once(timeout_sec=0.05)
+
+
 def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) -> int:
     """Create the node, spin it until it is finished (end of source, lifecycle `shutdown`) or Ctrl-C; exit code.
 
@@ -92,10 +99,9 @@ def run_node(factory: Callable[[], Node], args: Optional[Sequence[str]] = None) 
             ignore_further_interrupts()
             end = getattr(node, 'end', None)
             if end is not None:
-                end(f'{stop.name} received')
-        linger_until = time.monotonic() + (LINGER_S if getattr(node, 'finished', False) else 0.0)
-        while rclpy.ok() and time.monotonic() < linger_until:
-            executor.spin_once(timeout_sec=0.05)
+                end(f'{stop.name} received', linger=lambda: spin_for(executor, LINGER_S))
+        if getattr(node, 'finished', False):
+            spin_for(executor, LINGER_S)
         return int(getattr(node, 'exit_code', 0))
     except (ExternalShutdownException, RuntimeError) as exc:
         # RuntimeError: Ctrl-C mid-callback or while starting; rclpy refuses to use the context it shut down

@@ -30,9 +30,12 @@ NODES = {
 }
 
 
-def end_with(proc: NodeProcess, signame: str, timeout: float = 60.0) -> int:
+def end_with(proc: NodeProcess, signame: str, node, timeout: float = 60.0) -> int:
+    """Signal the process; `node` keeps spinning while it ends, as a consumer does (a sample still untaken when
+    its writer went was lost under two CPU hogs)."""
     os.killpg(proc.proc.pid, getattr(signal, signame))
-    return proc.wait(timeout=timeout)
+    spin_until(node, lambda: proc.proc.poll() is not None, timeout)
+    return proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize('signame', ['SIGINT', 'SIGTERM'])
@@ -44,7 +47,7 @@ def test_every_node_ends_with_0_on_a_signal_after_its_shutdown_transition(ros_no
     proc = NodeProcess(script, ros_args(params), env, tmp_path)
     try:
         wait_active(ros_node, name, proc)
-        code = end_with(proc, signame)
+        code = end_with(proc, signame, ros_node)
     finally:
         proc.stop()
     out = proc.output
@@ -63,7 +66,7 @@ def test_hri_publisher_sends_its_final_empty_tracked_list_on_a_signal(ros_node, 
         wait_active(ros_node, 'hri_publisher', proc)
         assert feed.matched(), proc.output[-3000:]
         assert feed.until_listed(['3'], lambda ids: ids == ['f3']), (feed.tracked, proc.output[-3000:])
-        code = end_with(proc, signame)
+        code = end_with(proc, signame, ros_node)
         spin_until(ros_node, lambda: feed.tracked[-1].ids == [], 10.0)
     finally:
         proc.stop()
