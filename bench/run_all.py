@@ -7,7 +7,7 @@ kind never overwrites another's; stale files of this kind are removed first, so 
 from this run); a benchmark that fails is reported and the others still run. docs/benchmarks.md then shows
 every kind side by side, docs/benchmarks/<kind>.md each kind in full.
 
-Usage: .venv/bin/python bench/run_all.py [--quick] [--keras PATH] [--only classifier detectors e2e]
+Usage: .venv/bin/python bench/run_all.py [--quick] [--keras PATH] [--only classifier accuracy detectors e2e]
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / 'bench'
 RESULTS = BENCH / 'results'
 DOC = REPO / 'docs' / 'benchmarks.md'
-STEPS = ('detectors', 'classifier', 'e2e', 'link')
+STEPS = ('detectors', 'classifier', 'accuracy', 'e2e', 'link')
 BUDGET_S = 15 * 60
 
 
@@ -40,6 +40,8 @@ def commands(args, results: Path) -> dict:
         'detectors': ([py, str(BENCH / 'bench_detectors.py'), '--rounds', '1' if quick else '5',
                        '--out', str(results / 'detectors.json')], 300),
         'classifier': (classifier + ['--out', str(results / 'classifier.json')], 360),
+        'accuracy': ([py, str(BENCH / 'bench_accuracy.py'), '--out', str(results / 'accuracy.json'),
+                      '--plot', str(REPO / 'docs' / 'model_accuracy.png')], 600),
         'link': ([py, str(BENCH / 'bench_link.py'), '--seconds', '3' if quick else '10',
                   '--out', str(results / 'link.json')], 300),
         'e2e': ([py, str(BENCH / 'bench_e2e.py'), '--duration', '4' if quick else '20',
