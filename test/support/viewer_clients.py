@@ -54,3 +54,26 @@ def watch_websockets(url: str, seconds: float, n: int) -> List[dict]:
         await asyncio.gather(*[_watch(url, seconds, g) for g in got])
     asyncio.run(all_of_them())
     return got
+
+
+def raw_request(port: int, request: bytes, timeout: float = 30.0, source: str = '') -> bytes:
+    """Send bytes exactly as given (no client-side normalisation) and read the whole answer until close."""
+    with socket.create_connection(('127.0.0.1', port), timeout=timeout,
+                                  source_address=(source, 0) if source else None) as sock:
+        sock.sendall(request)
+        chunks = []
+        while True:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    return b''.join(chunks)
+
+
+def http_status(answer: bytes) -> int:
+    """The status code of a raw answer (0 when the server closed without one)."""
+    parts = answer.split(b' ', 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0

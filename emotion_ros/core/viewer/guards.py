@@ -177,6 +177,7 @@ class ConnectionGate:
     open: Dict[object, str] = field(default_factory=dict)
     per_client: Dict[str, int] = field(default_factory=dict)
     refused: int = 0
+    peak: int = 0
 
     def admit(self, conn: object, client: str) -> bool:
         if len(self.open) >= self.max_total or self.per_client.get(client, 0) >= self.max_per_client:
@@ -184,6 +185,7 @@ class ConnectionGate:
             return False
         self.open[conn] = client
         self.per_client[client] = self.per_client.get(client, 0) + 1
+        self.peak = max(self.peak, len(self.open))
         return True
 
     def release(self, conn: object) -> None:

@@ -123,7 +123,8 @@ class ViewerServer:
         self._frame_times: deque = deque(maxlen=120)
         self.stats = {'frames_in': 0, 'frames_encoded': 0, 'frames_sent': 0, 'frames_skipped': 0,
                       'clients': 0, 'clients_total': 0, 'clients_cut_off': 0, 'unauthorized': 0,
-                      'forbidden': 0, 'connections_refused': 0, 'connections': 0, 'request_errors': 0}
+                      'forbidden': 0, 'connections_refused': 0, 'connections': 0, 'connections_peak': 0,
+                      'request_errors': 0}
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -230,8 +231,10 @@ class ViewerServer:
                 self.stats['connections_refused'] += 1
                 self._report('connection-cap', f'connection refused: over the cap ({self._gate.max_total} open, '
                                                f'{self._gate.max_per_client} per client)')
-                transport.abort()
-            self.stats['connections'] = len(self._gate.open)
+                # After aiohttp has started the connection's task (it does so right after this hook): aborted
+                # here, the task would start on a connection already torn down.
+                asyncio.get_running_loop().call_soon(transport.abort)
+            self.stats['connections'], self.stats['connections_peak'] = len(self._gate.open), self._gate.peak
 
         def connection_lost(handler, exc=None) -> None:
             self._gate.release(handler)

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from typing import Callable, Dict, List, Optional
 
-MAX_FACES = 64
+MAX_FACES = 32           # = MAX_TRACKS: every face in view keeps its timeline
 MAX_TRACKS = 32
 MAX_POINTS = 1000
 MAX_DIAGNOSTICS = 128
