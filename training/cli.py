@@ -34,6 +34,11 @@ def _evaluate(args):
     return run_evaluate(args)
 
 
+def _calibrate(args):
+    from .calibrate import run_calibrate
+    return run_calibrate(args)
+
+
 def _export(args):
     from .export import run_export
     return run_export(args)
@@ -52,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       ('distill', 'distill', _distill,
                                        'train a small student on the ensemble\'s probabilities (resumable)'),
                                       ('teacher', 'teacher', _teacher, 'cache a model\'s probabilities for distill'),
-                                      ('soup', 'soup', _soup, 'average the weights of runs fine-tuned from one start')):
+                                      ('soup', 'soup', _soup, 'average the weights of runs fine-tuned from one start'),
+                                      ('calibrate', 'calibrate', _calibrate,
+                                       'fit a calibration file to your own labelled faces (docs/calibration.md)')):
         p = sub.add_parser(name, help=help_)
         __import__(f'{__package__}.{module}', fromlist=['add_arguments']).add_arguments(p)
         p.set_defaults(func=func)

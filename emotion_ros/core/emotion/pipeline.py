@@ -39,21 +39,26 @@ class EmotionPipeline:
     """Crop -> batch predict -> smoothing -> valence/arousal, for one stream of frames.
 
     `model` is anything with `labels` and `predict(uint8 N x 48 x 48) -> N x C` (EmotionModel);
-    `smoother` keeps per-track state between frames (None = no smoothing).
+    `smoother` keeps per-track state between frames (None = no smoothing); `calibration`
+    (emotion_ros.core.emotion.calibration.Calibration, None = none) maps the model's scores before
+    smoothing, so every consumer of the result sees calibrated scores.
     """
 
-    def __init__(self, model, smoother: ScoreSmoother | None = None, max_faces: int = 32):
+    def __init__(self, model, smoother: ScoreSmoother | None = None, max_faces: int = 32, calibration=None):
         self.model = model
         self.labels = list(model.labels)
         self.smoother = smoother
         self.max_faces = int(max_faces)
+        self.calibration = calibration
 
     def predict_crops(self, crops) -> np.ndarray:
         """Probabilities for ready 48x48 uint8 crops (one batched call); unusable rows are all-NaN."""
         crops = np.asarray(crops)
         if len(crops) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        return self.model.predict(crops)
+        probs = self.model.predict(crops)
+        calibration = self.calibration   # read once: a runtime swap lands between frames
+        return probs if calibration is None else calibration.apply(probs)
 
     def process(self, image: np.ndarray, boxes, track_ids=None, t: float = float('nan'),
                 margin: float = DEFAULT_MARGIN, display=str) -> FrameResult:
