@@ -7,7 +7,7 @@ import pytest
 
 from conftest import require_shared
 from ros_graph import NodeProcess, ros_args, spin_until, stamp_ns
-from test_live_graph import Graph
+from live_graph import Graph
 
 rclpy = pytest.importorskip('rclpy')
 hri_msgs = pytest.importorskip('hri_msgs.msg', reason='hri_msgs is not built into this venv (`make hri-msgs` '
