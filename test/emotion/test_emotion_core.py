@@ -5,14 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import fer_val_500
 from emotion_ros.core.emotion.affect import AFFECT_TABLE, valence_arousal
 from emotion_ros.core.emotion.model import (EmotionModel, ModelLoadError, default_model_path, resolve_model_path,
                                            shipped_models)
 from emotion_ros.core.faces.crop import DEFAULT_MARGIN, MARGIN_FOR_BACKEND, crop_face
 from emotion_ros.core.emotion.labels import CANONICAL_LABELS, canonical_label
 
-REPO = Path(__file__).resolve().parents[2]
-FER = REPO.parent / 'shared' / 'datasets' / 'fer2013' / 'fer2013_trainval.npz'
 Box = namedtuple('Box', 'x y w h score')
 
 
@@ -171,12 +170,7 @@ SHIPPED_MIN_ACCURACY = {'emotion': 0.67, 'emotion_accurate': 0.68, 'emotion_fast
 
 @pytest.mark.parametrize('name', sorted(SHIPPED_MIN_ACCURACY))
 def test_shipped_model_accuracy_on_500_val_images(name):
-    if not FER.exists():
-        pytest.skip(f'needs {FER} (the project shared data folder beside the repository); not present here')
-    with np.load(FER) as z:
-        val = np.flatnonzero(z['split'] == 'val')[:500]
-        images, labels = z['images'][val], z['labels'][val].astype(int)
-        classes = [canonical_label(c) for c in z['classes']]
+    images, labels, classes = fer_val_500()
     model = EmotionModel(resolve_model_path(name), num_threads=2)
     order = [list(model.labels).index(c) for c in classes]
     pred = model.predict(images).argmax(1)

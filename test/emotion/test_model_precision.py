@@ -2,17 +2,14 @@
 the faster (`load_fastest`, the classifier's `model_precision`); the two exports agree on val images."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from conftest import fer_val_500
 from emotion_ros.core.emotion.model import (ModelLoadError, default_model_path, labels_path_for, load_fastest,
                                             precision_variants, resolve_model_path, shipped_models,
                                             weights_precision)
-from emotion_ros.core.emotion.labels import canonical_label
 
-FER = Path(__file__).resolve().parents[3] / 'shared' / 'datasets' / 'fer2013' / 'fer2013_trainval.npz'
 DUAL = 'emotion_small'     # the shipped model that comes as int8 + float32 (the distilled student)
 
 
@@ -62,12 +59,7 @@ def test_single_export_and_missing_or_bad_choices(tmp_path):
 
 
 def test_int8_and_float32_agree_on_500_val_images():
-    if not FER.exists():
-        pytest.skip(f'needs {FER} (the project shared data folder beside the repository); not present here')
-    with np.load(FER) as z:
-        val = np.flatnonzero(z['split'] == 'val')[:500]
-        images, labels = z['images'][val], z['labels'][val].astype(int)
-        classes = [canonical_label(c) for c in z['classes']]
+    images, labels, classes = fer_val_500()
     preds = {}
     for precision in ('int8', 'float32'):
         model, _ = load_fastest(dual(), precision, num_threads=2)

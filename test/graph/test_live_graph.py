@@ -7,13 +7,12 @@ from collections import Counter
 import pytest
 
 from conftest import REPO, require_shared
-from ros_graph import VENV_BIN, NodeProcess, ros_args, spin_until, stamp_ns
+from ros_graph import VENV_BIN, spin_until, stamp_ns
 
 rclpy = pytest.importorskip('rclpy')
 from sensor_msgs.msg import Image  # noqa: E402
 
-from emotion_msgs.msg import EmotionArray, FaceArray  # noqa: E402
-from emotion_ros.nodes.qos import latest_frame_qos, results_qos  # noqa: E402,F401
+from emotion_ros.nodes.qos import latest_frame_qos  # noqa: E402
 from live_graph import Graph  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
