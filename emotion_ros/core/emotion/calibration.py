@@ -103,12 +103,13 @@ def parse_calibration(doc: dict, path: str = '<memory>', sha256: str = '') -> Ca
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise CalibrationError(f'{path}: classes must be a list of names')
     c = len(classes)
-    params = doc.get('parameters') or {}
+    params, model = doc.get('parameters'), doc.get('model')
+    if not isinstance(params, dict) or not isinstance(model, dict):
+        raise CalibrationError(f'{path}: `parameters` and `model` must be objects')
     weight = _matrix(params.get('weight'), (c, c), 'parameters.weight', path)
     bias = _matrix(params.get('bias'), (c,), 'parameters.bias', path)
-    model = doc.get('model') or {}
     shas = model.get('sha256_any_of') or [model.get('sha256')]
-    if not all(isinstance(s, str) and len(s) == 64 for s in shas):
+    if not isinstance(shas, list) or not all(isinstance(s, str) and len(s) == 64 for s in shas):
         raise CalibrationError(f'{path}: model.sha256 is missing or malformed')
     return Calibration(method, weight, bias, tuple(canonical_label(x) for x in classes), tuple(shas), str(path), sha256)
 
@@ -123,7 +124,7 @@ def load_calibration(path, model_path=None, labels=None) -> Calibration:
             raise CalibrationError(f'calibration file {path} is larger than {MAX_FILE_BYTES} bytes')
         data = path.read_bytes()
         doc = json.loads(data.decode('utf-8'))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:   # ValueError: bad UTF-8, JSON, or a huge integer
         raise CalibrationError(f'calibration file {path}: {exc.__class__.__name__}: {exc}') from exc
     cal = parse_calibration(doc, str(path), hashlib.sha256(data).hexdigest())
     if model_path is not None:
