@@ -107,10 +107,25 @@ def choose(results):
     return min(results, key=lambda r: (-round(r['accuracy'], 9), round(r['nll'], 6), order[r['method']], -r['lambda']))
 
 
-def fold_groups(subject=None, session=None, bursts=None, n=0, seed=0):
-    """(groups array, how, note): by subject where the data names two or more, else by session, capture burst,
-    or (last) by image in IMAGE_FOLDS random folds -- the optimistic case, said in the note."""
-    for values, how in ((subject, 'subject'), (session, 'session'), (bursts, 'capture burst')):
+def file_order_chunks(labels, k: int = IMAGE_FOLDS) -> np.ndarray:
+    """Fold ids for a folder of captures: each class's faces, in file order, cut into k contiguous chunks.
+
+    The dataset recorder saves one burst per `capture` call, one label each; folds by burst would hold out
+    a whole class (a map fitted without it cannot be judged on it). Chunks keep a burst's near-identical
+    consecutive frames together (apart from the cuts) and put every class in (nearly) every fold."""
+    labels = np.asarray(labels)
+    chunks = np.zeros(len(labels), np.int64)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        chunks[idx] = np.arange(len(idx)) * k // len(idx)
+    return chunks
+
+
+def fold_groups(subject=None, session=None, chunks=None, n=0, seed=0):
+    """(groups array, how, note): by subject where the data names two or more, else by session, by file-order
+    chunk (file_order_chunks), or (last) by image in IMAGE_FOLDS random folds -- the optimistic cases, said in
+    the note."""
+    for values, how in ((subject, 'subject'), (session, 'session'), (chunks, 'file order within each class')):
         if values is not None and len(np.unique(values)) >= MIN_GROUPS:
             note = '' if how == 'subject' else (f'folds by {how}: the data names fewer than {MIN_GROUPS} subjects, '
                                                 'so the cross-validated gain is optimistic for new people')
@@ -144,7 +159,8 @@ def calibrate_logits(z, y, classes, groups, methods=METHODS, lambdas=LAMBDAS, mi
 
 
 def load_calibration_data(path):
-    """(images, labels, classes, subject|None, session|None, bursts|None, notes) from an npz or a folder."""
+    """(images, labels, classes, subject|None, session|None, chunks|None, notes) from an npz or a folder (a
+    FaceLabeler or dataset recorder folder: no subjects, so folds by file_order_chunks)."""
     path = Path(path).expanduser()
     notes = []
     if path.is_file() and path.suffix == '.npz':
@@ -166,8 +182,8 @@ def load_calibration_data(path):
     if skipped:
         notes.append(f'{skipped} rows or files of {path} were skipped (see emotion-train import for the list)')
     labels = arrays['labels'].astype(np.int64)
-    bursts = np.cumsum(np.r_[0, labels[1:] != labels[:-1]]) if len(labels) else None
-    return arrays['images'], labels, [str(c) for c in arrays['classes']], None, None, bursts, notes
+    chunks = file_order_chunks(labels) if len(labels) else None
+    return arrays['images'], labels, [str(c) for c in arrays['classes']], None, None, chunks, notes
 
 
 def model_shas(model_path) -> list:
@@ -200,7 +216,7 @@ def run_calibrate(args) -> int:
     try:
         model_path = resolve_model_path(args.model or '')
         model = EmotionModel(model_path, num_threads=2)
-        images, labels, classes, subject, session, bursts, notes = load_calibration_data(args.data)
+        images, labels, classes, subject, session, chunks, notes = load_calibration_data(args.data)
         if images.shape[1:] != (48, 48) or images.dtype != np.uint8:
             raise ValueError(f'{args.data}: images are {images.dtype} {images.shape[1:]}, expected uint8 48x48 crops')
         model_labels = [canonical_label(x) for x in model.labels]
@@ -210,8 +226,8 @@ def run_calibrate(args) -> int:
         if (~keep).any():
             notes.append(f'{int((~keep).sum())} faces of classes the model does not have were left out')
         pick = (lambda a: None if a is None else np.asarray(a)[keep])
-        images, y, subject, session, bursts = images[keep], mapped[keep], pick(subject), pick(session), pick(bursts)
-        groups, how, note = fold_groups(subject, session, bursts, len(y), args.seed)
+        images, y, subject, session, chunks = images[keep], mapped[keep], pick(subject), pick(session), pick(chunks)
+        groups, how, note = fold_groups(subject, session, chunks, len(y), args.seed)
         if note:
             notes.append(note)
         for n in notes:
