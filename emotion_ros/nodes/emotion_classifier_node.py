@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import math
 
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 
 from emotion_msgs.msg import Emotion, EmotionArray, Face, FaceArray
+from emotion_ros.core.emotion.calibration import CalibrationError, load_calibration
 from emotion_ros.core.faces.annotate import draw_faces
 from emotion_ros.core.emotion.model import ModelLoadError, default_model_path, load_fastest, resolve_model_path
 from emotion_ros.core.emotion.pipeline import EmotionPipeline
@@ -22,6 +24,16 @@ from emotion_ros.nodes.node_main import StartupError, main_for
 from emotion_ros.nodes.qos import latest_frame_qos, results_qos
 from emotion_ros.nodes.ros_image import bgr_to_image, compressed_to_bgr, image_to_bgr
 from emotion_ros.nodes.throttled_log import ThrottledLog
+
+
+def _calibration_path_reason(value: str):
+    """What a path can be refused for before the file is read (the file itself is checked by on_change)."""
+    if value != value.strip():
+        return 'has leading or trailing white space'
+    if len(value) > 4096 or '\x00' in value:
+        return 'is not a usable path'
+    return None
+
 
 SPECS = (
     ParamSpec('model_path', '', 'TFLite emotion model (.tflite, labels file beside it), or the name of a '
@@ -47,6 +59,13 @@ SPECS = (
     ParamSpec('image_transport', 'raw', 'subscribe to `image` (raw) or `image/compressed` (JPEG/PNG '
               'CompressedImage, decoded only for frames that have faces): compressed across a network link, '
               'docs/multi_machine.md', choices=('raw', 'compressed'), read_only=True),
+    ParamSpec('calibration_path', '', 'calibration file from `emotion-train calibrate` (docs/calibration.md) applied '
+              'to the scores before smoothing, so every consumer of `emotions` sees calibrated scores; it must be '
+              'fitted for the running model (sha256) and labels; empty = none. A runtime change applies from the '
+              'next frame (a rewritten file at the same path: set \'\' first); a file that cannot be used is refused '
+              'with the reason and the old calibration kept; at start it is logged as an error, the node runs '
+              'uncalibrated and the parameter reads \'\' (diagnostics say why)',
+              check=_calibration_path_reason, on_change='_set_calibration'),
     ParamSpec('max_pixels', DEFAULT_MAX_PIXELS, 'compressed images whose header declares more pixels than this '
               'are refused before decoding', min=1, max=MAX_PIXELS_LIMIT),
 )
@@ -66,8 +85,10 @@ class EmotionClassifierNode(ManagedNode):
 
     def setup(self) -> None:
         self.model_path, self.labels = '', []
+        self.calibration, self.calibration_state = None, 'none'
         self.diag = NodeDiagnostics(self, lambda: {'model': self.model_path, 'labels': ','.join(self.labels),
-                                                   'threads': str(self.p['num_threads'])})
+                                                   'threads': str(self.p['num_threads']),
+                                                   'calibration': self.calibration_state})
         self._log = ThrottledLog(self.get_logger(), period_s=5.0, on_warning=self.diag.error)
 
     def _load_model(self) -> str:
@@ -91,6 +112,7 @@ class EmotionClassifierNode(ManagedNode):
         self.labels = list(self.model.labels)
         self.smoother = ScoreSmoother(self.p['smoothing_time_constant_s'], self.p['smoothing_max_age_s'])
         self.pipeline = EmotionPipeline(self.model, self.smoother, self.p['max_faces'])
+        self._start_calibration(self.p['calibration_path'])
         self.pairer = StampPairer(self.p['pairing_cache'], self.p['pairing_cache'])
         self.model_path = path
         self._dropped_seen = 0
@@ -109,6 +131,33 @@ class EmotionClassifierNode(ManagedNode):
         self._subscriptions_ = []  # destroyed by ManagedNode with everything configure() created
         self.model = None
         self.pipeline = None
+        self.calibration, self.calibration_state = None, 'none'
+
+    def _load_calibration(self, path: str):
+        """The checked Calibration for `path` ('' = None); CalibrationError says why a file cannot be used."""
+        return load_calibration(path, self.model.path, self.model.labels) if path else None
+
+    def _use_calibration(self, calibration, state: str = '') -> None:
+        self.calibration = self.pipeline.calibration = calibration   # read once per frame by the pipeline
+        self.smoother.clear()   # no track averages scores of two different maps
+        self.calibration_state = calibration.describe if calibration is not None else (state or 'none')
+        self.get_logger().info(f'calibration: {untrusted(self.calibration_state, 500)}')
+
+    def _start_calibration(self, path: str) -> None:
+        """At configure a bad file must not stop the node: it runs uncalibrated and says why (log, diagnostics)."""
+        try:
+            self._use_calibration(self._load_calibration(path))
+        except CalibrationError as exc:
+            reason = untrusted(str(exc), 500)
+            self.get_logger().error(f'calibration_path refused, running uncalibrated: {reason}')
+            self.diag.error(f'calibration refused: {reason}')
+            self._use_calibration(None, f'none (refused: {reason})')
+            # The parameter then says what is in force, and setting the mended file's path again loads it.
+            self.set_parameters([Parameter('calibration_path', value='')])
+
+    def _set_calibration(self, path: str) -> None:
+        """on_change: CalibrationError (a ValueError) refuses the change with its reason; the old map stays."""
+        self._use_calibration(self._load_calibration(path))
 
     def _set_smoothing_time_constant(self, value: float) -> None:
         self.smoother.time_constant_s = value

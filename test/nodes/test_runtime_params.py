@@ -31,7 +31,8 @@ pytestmark = pytest.mark.ros
 
 TESTED = {
     'emotion_classifier_node': {'max_faces', 'smoothing_time_constant_s', 'smoothing_max_age_s', 'pairing_cache',
-                                'annotate', 'max_pixels'},
+                                'annotate', 'max_pixels',
+                                'calibration_path'},   # test_classifier_calibration
     'face_detector_node': {'min_score', 'tracking', 'track_iou', 'track_max_missed', 'max_pixels', 'max_rate_hz'},
     'dataset_recorder_node': {'grayscale', 'crop_size', 'no_face_timeout_s', 'max_count', 'target_per_label',
                               'pairing_cache'},

@@ -63,6 +63,10 @@ class ScoreSmoother:
             out.append(self.update(key, p, t))
         return out, repeated
 
+    def clear(self) -> None:
+        """Forget every track (e.g. scores from now on come through another calibration: no blend of the two)."""
+        self._state.clear()
+
     def forget_older_than(self, t: float) -> None:
         for key in [k for k, (seen, _) in self._state.items() if t - seen > self.max_age_s]:
             del self._state[key]
