@@ -88,6 +88,9 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument('--detector', help='face detector backend (overrides the parameter file)')
     ap.add_argument('--model', help='emotion model: a .tflite path or a shipped name (emotion, emotion_accurate, '
                                     'emotion_fast); overrides the parameter file; default: emotion')
+    ap.add_argument('--calibration', metavar='PATH', help='calibration file from `emotion-train calibrate` for the '
+                    'model (the classifier\'s calibration_path; a file that cannot be used is logged and the '
+                    'classifier runs uncalibrated)')
     ap.add_argument('--fps', type=float, help='camera publish rate (overrides the parameter file)')
     ap.add_argument('--loop', action='store_true', help='loop a file source')
     ap.add_argument('--duration', type=float, default=0.0, help='stop after this many seconds (0 = until the '
@@ -143,6 +146,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 gif = GifClip(source_fps=args.fps or 30.0)
             summary = LiveSummary(gif=gif, **kw)
             classifier_overrides = [Parameter('model_path', value=args.model)] if args.model else []
+            if args.calibration is not None:
+                classifier_overrides.append(Parameter('calibration_path', value=args.calibration))
             classifier = EmotionClassifierNode(cli_args=remap, parameter_overrides=classifier_overrides,
                                                param_defaults=CLASSIFIER_DEFAULTS, **kw)
             detector = FaceDetectorNode(cli_args=remap, parameter_overrides=detector_overrides, **kw)

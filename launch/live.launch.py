@@ -36,6 +36,8 @@ ARGUMENTS = {
     'detector': ('', 'face detector backend: blazeface, yunet or haar; empty = the parameter file (blazeface)'),
     'model': ('', 'emotion model: emotion, emotion_accurate, emotion_fast or a .tflite path; empty = the '
               'parameter file (emotion)'),
+    'calibration': ('', 'calibration file fitted for the model (emotion-train calibrate, docs/calibration.md); empty = '
+                    'the parameter file (none)'),
     'respawn': ('true', 'restart a crashed processing node (at most 3 times, 2 s apart); a clean exit (0: Ctrl-C, '
                 'lifecycle shutdown) or a refused configuration (2) is not a crash'),
     'hue': ('false', 'true: run hue_actuator_node (set hue_bridge, or hue_dry_run:=true)'),
@@ -122,7 +124,8 @@ def _face_detector(context):
 
 def _emotion_classifier(context):
     return _node(context, 'emotion_classifier_node', 'emotion_classifier',
-                 _given(context, {'model_path': ('model', None)}), remappings=[('image', 'image_raw')])
+                 _given(context, {'model_path': ('model', None), 'calibration_path': ('calibration', None)}),
+                 remappings=[('image', 'image_raw')])
 
 
 def _hue_actuator(context):

@@ -72,7 +72,8 @@ def test_every_launch_argument_is_declared_with_a_description_and_overrides_only
         default, description = value.elts
         assert isinstance(description, ast.Constant) and len(description.value) > 15
     # Arguments that set a node parameter default to '' (not given): the parameter file decides.
-    for name in ('source', 'fps', 'loop', 'detector', 'model', 'hue_bridge', 'hue_dry_run', 'dataset_dir'):
+    for name in ('source', 'fps', 'loop', 'detector', 'model', 'calibration', 'hue_bridge', 'hue_dry_run',
+                 'dataset_dir'):
         default = arguments.values[names.index(name)].elts[0]
         assert ast.literal_eval(default) == '', name
     assert 'face_detector_backend' not in text  # crop geometry travels with FaceArray.crop_margin
