@@ -36,6 +36,8 @@ def is_wildcard(host: str) -> bool:
 
 
 def _ip(text: str) -> Optional[str]:
+    if '%' in text:  # an IPv6 zone id (`[::1%lo]`, any text after the %) is no Host a browser sends
+        return None
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
@@ -162,10 +164,10 @@ def token_matches(given: Optional[str], token: str) -> bool:
     if not token or not isinstance(given, str) or not given:
         return False
     try:
-        data = given.encode('utf-8', 'surrogatepass')
+        data, expected = given.encode('utf-8', 'surrogatepass'), token.encode('utf-8', 'surrogatepass')
     except UnicodeError:
         return False
-    return hmac.compare_digest(data, token.encode('utf-8'))
+    return hmac.compare_digest(data, expected)
 
 
 @dataclass

@@ -88,6 +88,11 @@ class Cleaner:
         return value[:limit] if isinstance(value, str) else ''
 
 
+def _items(value, limit: int = MAX_LIST) -> list:
+    """The first `limit` entries of a list or tuple; anything else (a number, a text, a mapping) is no list."""
+    return list(value[:limit]) if isinstance(value, (list, tuple)) else []
+
+
 def _round(value: Optional[float], digits: int = 3) -> Optional[float]:
     return None if value is None else round(value, digits)
 
@@ -156,14 +161,14 @@ class ViewerState:
         return {'id': c.text(f.get('id')) or '?', 'label': c.text(f.get('label')),
                 'confidence': c.number(f.get('confidence')), 'valence': c.number(f.get('valence')),
                 'arousal': c.number(f.get('arousal')),
-                'labels': [c.text(x) for x in list(f.get('labels') or [])[:MAX_LIST]],
-                'scores': [c.number(x) for x in list(f.get('scores') or [])[:MAX_LIST]],
+                'labels': [c.text(x) for x in _items(f.get('labels'))],
+                'scores': [c.number(x) for x in _items(f.get('scores'))],
                 'box': [c(x) for x in list(box)[:4]] if isinstance(box, (list, tuple)) else []}
 
     def set_diagnostics(self, statuses) -> None:
         before = self._clean.non_finite
         now = self._clock()
-        for s in list(statuses or [])[:MAX_DIAGNOSTICS]:
+        for s in _items(statuses, MAX_DIAGNOSTICS):
             if not isinstance(s, dict) or not isinstance(s.get('name'), str):
                 continue
             entry = {'name': s['name'][:MAX_TEXT], 'level': self._clean(s.get('level')),
