@@ -1,6 +1,7 @@
 """Issue 24 rows 12-15 without ROS: the controller (and its Connection alone) against the emulator, HTTPS with
 the test PKI, plus a Hypothesis layer for the one redaction helper. Each test failed on cf495d6."""
 import random
+import re
 import time
 
 import pytest
@@ -92,6 +93,77 @@ def test_row12_bridge_error_texts_v1_and_v2_never_carry_a_piece_of_the_key(data,
     v2 = _error_text(Reply(400, {}, body), Limits(), [key])
     for out in (str(v1.value), v2):
         assert not pieces_of(key, out), (pad, out)
+
+
+_ESCAPED = re.compile(r'%([0-9A-Fa-f]{2})|\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})|&#([0-9]+);|&#[xX]([0-9A-Fa-f]+);')
+
+
+def decoded(text: str, layers: int = 3) -> str:
+    """What a reader (a browser, a log viewer, a person) makes of `text`: percent, JSON/JS and HTML numeric escapes
+    undone, `layers` times over."""
+    def one(m):
+        if m.group(4) is not None:
+            code = int(m.group(4))
+        else:
+            code = int(next(g for g in m.groups() if g is not None), 16)
+        return chr(code) if code <= 0x10FFFF else m.group(0)
+    for _ in range(layers):
+        text = _ESCAPED.sub(one, text)
+    return text
+
+
+ENCODINGS = {
+    'plain': lambda c: c, 'pct': lambda c: '%%%02X' % ord(c), 'pct_lower': lambda c: '%%%02x' % ord(c),
+    'pct_twice': lambda c: '%%25%02X' % ord(c), 'json': lambda c: '\\u%04x' % ord(c),
+    'js_hex': lambda c: '\\x%02X' % ord(c), 'entity': lambda c: '&#%d;' % ord(c), 'entity_hex': lambda c: '&#x%x;' % ord(c),
+}
+
+
+@st.composite
+def texts_quoting_encoded(draw, key):
+    """Bridge (or proxy) texts quoting the key or pieces of it URL-encoded (`%2D` for `-`, or every character),
+    escaped or as HTML entities, character by character or all alike, in any case."""
+    parts = []
+    for _ in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(['filler', 'whole', 'piece', 'mixed']))
+        if kind == 'filler':
+            parts.append(draw(st.text(max_size=80)) + draw(st.sampled_from(['', '%', '%2', '\\u00', '&#', '%25'])))
+            continue
+        if kind == 'whole':
+            piece = key
+        else:
+            i = draw(st.integers(0, len(key) - MIN_FRAGMENT))
+            piece = key[i:draw(st.integers(i + MIN_FRAGMENT, len(key)))]
+        piece = piece.upper() if draw(st.booleans()) and kind != 'mixed' else piece
+        if kind == 'mixed':      # each character its own way (`abc%2Ddef` ...)
+            piece = ''.join(ENCODINGS[draw(st.sampled_from(sorted(ENCODINGS)))](c) for c in piece)
+        else:
+            enc = ENCODINGS[draw(st.sampled_from(sorted(ENCODINGS)))]
+            only = draw(st.sampled_from(['all', 'dashes', 'digits']))   # `%2D` for each `-` only, ...
+            piece = ''.join(enc(c) if only == 'all' or (only == 'dashes' and c == '-')
+                            or (only == 'digits' and c.isdigit()) else c for c in piece)
+        parts.append(piece)
+    return ''.join(parts)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data(), keys, st.integers(0, 400))
+def test_row12_encoded_pieces_of_a_key_are_redacted_too(data, key, limit):
+    text = data.draw(texts_quoting_encoded(key))
+    for out in (redacted(text, [key], limit), redact(text, [key]), short(text, limit, [key]),
+                redact(text[:limit], [key]),
+                redacted(text, [key], limit)[:data.draw(st.integers(0, limit + 20))]):
+        assert not pieces_of(key, decoded(out)), (text, limit, out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=KEY_CHARS, min_size=40, max_size=40), st.sampled_from(sorted(ENCODINGS)),
+       st.text(alphabet=' :=,"\'', min_size=1, max_size=3))
+def test_row12_an_encoded_key_shaped_text_is_redacted_without_knowing_the_key(key, encoding, around):
+    """A 40-character key of another bridge (not ours to know), URL-encoded whole, is still a key."""
+    text = f'unauthorized user{around}' + ''.join(ENCODINGS[encoding](c) for c in key) + f'{around} denied'
+    out = redacted(text, [], 1000)
+    assert key.lower() not in decoded(out).lower() and 'denied' in out, out
 
 
 @pytest.mark.parametrize('api', ['v1', 'v2'])

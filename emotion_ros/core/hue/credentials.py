@@ -48,25 +48,77 @@ def _folded(text: str) -> str:
     return low if len(low) == len(text) else ''.join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
 
+# One layer of the trivial encodings a bridge or a proxy may apply to a key it quotes: percent (URL) encoding,
+# JSON/JS \uXXXX and \xXX escapes, HTML numeric entities. Hex digits in either case.
+_ESCAPE = re.compile(r'%([0-9A-Fa-f]{2})|\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})|&#([0-9]{1,7});|&#[xX]([0-9A-Fa-f]{1,6});')
+MAX_DECODE_LAYERS = 3   # `%252D` is `%2D` is `-`: a key encoded up to three times over is still found
+
+
+def _decode_layer(view: str, spans):
+    """`view` with one layer of escapes decoded, and for each of its characters the (start, end) in the original
+    text it came from (`spans`: the same for `view`; None = `view` is the original). None when nothing decodes."""
+    out, out_spans, pos = [], [], 0
+    for m in _ESCAPE.finditer(view):
+        digits = next(g for g in m.groups() if g is not None)
+        code = int(digits, 10 if m.group(4) is not None else 16)
+        if code > 0x10FFFF:
+            continue
+        for i in range(pos, m.start()):
+            out.append(view[i])
+            out_spans.append(spans[i] if spans else (i, i + 1))
+        out.append(chr(code))
+        first, last = (spans[m.start()], spans[m.end() - 1]) if spans else ((m.start(),), (m.end(),))
+        out_spans.append((first[0], last[-1]))
+        pos = m.end()
+    if not out:
+        return None
+    for i in range(pos, len(view)):
+        out.append(view[i])
+        out_spans.append(spans[i] if spans else (i, i + 1))
+    return ''.join(out), out_spans
+
+
+def _views(text: str):
+    """The text as given, then each decoded layer (with the original span of every character)."""
+    view, spans = text, None
+    yield view, spans
+    for _ in range(MAX_DECODE_LAYERS):
+        if not _ESCAPE.search(view):
+            return
+        decoded = _decode_layer(view, spans)
+        if decoded is None:
+            return
+        view, spans = decoded
+        yield view, spans
+
+
 def redact(text: str, secret_values: Iterable[str]) -> str:
-    """`text` with every given secret, every piece of one at least MIN_FRAGMENT characters long (any case), and
-    anything shaped like a 40-character Hue key replaced by `<key>`.
+    """`text` with every given secret, every piece of one at least MIN_FRAGMENT characters long (any case, also
+    percent-encoded, \\u/\\x-escaped or as HTML entities, in whole or in part, up to MAX_DECODE_LAYERS deep), and
+    anything shaped like a 40-character Hue key (encoded or not) replaced by `<key>`.
 
     Pieces matter because a bridge text is often cut for a log line: cut first, a key at the cut kept up to 37 of
     its 40 characters (cf495d6). `redacted` redacts before it cuts; this catches any cut made elsewhere."""
     text = str(text)
-    folded = _folded(text)
-    spans = []
+    grams = set()
     for value in secret_values:
         if not value or len(value) < 4:
             continue
         v = _folded(value)
         n = min(len(v), MIN_FRAGMENT)
-        for gram in {v[i:i + n] for i in range(len(v) - n + 1)}:
+        grams |= {v[i:i + n] for i in range(len(v) - n + 1)}
+    spans = []
+    for view, view_spans in _views(text):
+        def original(start, end):
+            return (start, end) if view_spans is None else (view_spans[start][0], view_spans[end - 1][1])
+        folded = _folded(view)
+        for gram in grams:
             i = folded.find(gram)
             while i >= 0:
-                spans.append((i, i + n))
+                spans.append(original(i, i + len(gram)))
                 i = folded.find(gram, i + 1)
+        if view_spans is not None:
+            spans.extend(original(m.start(), m.end()) for m in _KEYLIKE.finditer(view))
     if spans:
         out, pos = [], 0
         for start, end in sorted(spans):
