@@ -27,13 +27,20 @@ class ParamSpec:
     # How a runtime change takes effect: None = the node reads the value at each use; else the name of a node
     # method called with the new value once accepted (it may raise ValueError to refuse). read_only = it cannot.
     on_change: Optional[str] = None
+    # A secret (an access token) taken from the start-up value like any other, but write-only: the parameter
+    # services and /parameter_events, which anyone on the DDS domain can read, only ever see the default.
+    secret: bool = False
 
     def __post_init__(self):
         if self.read_only and self.on_change:
             raise ValueError(f'{self.name}: a read-only parameter has no on_change')
+        if self.secret and not self.read_only:
+            raise ValueError(f'{self.name}: a secret parameter is read-only (set at start)')
 
     def runtime(self) -> str:
         """How a change at runtime behaves, in words (for `ros2 param describe` and docs/parameters.md)."""
+        if self.secret:
+            return f'read-only (set at start), write-only (reads back as {self.default!r})'
         if self.read_only:
             return 'read-only (set at start)'
         return 'applies at once'

@@ -24,6 +24,21 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return desc
 
 
+def _declare(node: Node, spec: ParamSpec):
+    """The start-up value of `spec` (parameter file, launch, command line, else its default), declared on `node`.
+
+    A secret is declared with its default, not the value given (`ignore_override`): the parameter services
+    (`ros2 param get/dump`) and the declaration's /parameter_events message, which anyone on the DDS domain can
+    read, never carry it; the node takes the value from rclpy's own overrides. An rclpy without them
+    (`_parameter_overrides`) gets the ordinary declaration: visible, but never silently ignored."""
+    overrides = getattr(node, '_parameter_overrides', None) if spec.secret else None
+    if not isinstance(overrides, dict):
+        return node.declare_parameter(spec.name, spec.default, _descriptor(spec)).value
+    node.declare_parameter(spec.name, spec.default, _descriptor(spec), ignore_override=True)
+    given = overrides.get(spec.name)
+    return spec.default if given is None or given.value is None else given.value
+
+
 def declare_params(node: Node, specs: Sequence[ParamSpec], apply_now: Callable[[], bool] = lambda: True) -> dict:
     """Declare every spec on `node` and return a dict of current values that follows accepted runtime changes.
 
@@ -45,7 +60,7 @@ def declare_params(node: Node, specs: Sequence[ParamSpec], apply_now: Callable[[
     declared, reasons = {}, []
     for spec in specs:
         try:
-            declared[spec.name] = node.declare_parameter(spec.name, spec.default, _descriptor(spec)).value
+            declared[spec.name] = _declare(node, spec)
         except Exception as exc:  # rclpy raises several types for type/range violations of overrides
             reasons.append(f'{spec.name}: {exc}')
     try:

@@ -49,8 +49,10 @@ SPECS = (
     ParamSpec('bind_address', '127.0.0.1', 'address to listen on; any non-loopback address (e.g. 0.0.0.0) '
               'requires the access token', check=_address_reason, read_only=True),
     ParamSpec('token', '', 'access token for the page (empty: none on loopback, else the one in token_file, or a '
-              'random one written there); never logged, but a parameter is visible to the ROS graph: prefer '
-              'token_file', read_only=True),
+              'random one written there); write-only: used as given at start, but never logged, never shown by '
+              '`ros2 param get/dump` nor on /parameter_events; it stays in the command line, launch or '
+              'parameter file it came from: prefer token_file', read_only=True,
+              secret=True),
     ParamSpec('token_file', '', 'file (0600) holding the access token: read when it exists, else a random token '
               'is written to it when one is needed (empty: ~/.config/emotion_ros/viewer_token)', read_only=True),
     ParamSpec('allowed_hosts', '', 'comma-separated extra Host names (or name:port) the page answers to, beside '

@@ -145,3 +145,83 @@ def test_lifecycle_frees_and_reuses_the_port_and_topics_reach_the_page(ros):
         peer.destroy_node()
         node.destroy_node()
     assert _refused(url)  # destroy_node releases the configuration, the server with it
+
+
+def test_token_parameter_is_write_only_over_dds(ros, ros_env, tmp_path):
+    """Issue 24 (the token parameter): the real node in its own process, `-p token:=...`; everything anyone on
+    the DDS domain can read of it (parameter services as `ros2 param get/list/describe/dump` use them,
+    /parameter_events, /rosout) never carries the token, which still guards the page."""
+    import re
+    import secrets
+
+    from rcl_interfaces.msg import Log, ParameterEvent
+    from rcl_interfaces.srv import DescribeParameters, GetParameters, GetParameterTypes, ListParameters
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from ros_graph import NodeProcess, ros_args
+
+    token = 'tok' + secrets.token_urlsafe(18)
+    probe = rclpy.create_node('viewer_token_probe')
+    events, logs = [], []
+    probe.create_subscription(ParameterEvent, '/parameter_events', events.append,
+                              QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+    probe.create_subscription(Log, '/rosout', logs.append, QoSProfile(
+        depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    viewer = NodeProcess('emotion_viewer', ros_args({'port': 0, 'token': token,
+                                                      'token_file': str(tmp_path / 'unused_token')}),
+                         ros_env, tmp_path)
+    try:
+        calls = {}
+        for srv, name in ((GetParameters, 'get_parameters'), (ListParameters, 'list_parameters'),
+                          (DescribeParameters, 'describe_parameters'), (GetParameterTypes, 'get_parameter_types')):
+            calls[name] = probe.create_client(srv, f'/emotion_viewer/{name}')
+
+        def url():
+            m = re.search(r'viewer at (http://127\.0\.0\.1:\d+/)', ' '.join(m.msg for m in logs) + viewer.output)
+            return m.group(1) if m else None
+        assert _spin_until([probe], lambda: url() and all(c.service_is_ready() for c in calls.values()), 90), \
+            viewer.output[-3000:]
+
+        def call(name, request):
+            future = calls[name].call_async(request)
+            assert _spin_until([probe], future.done, 30), name
+            return future.result()
+        names = call('list_parameters', ListParameters.Request()).result.names
+        assert 'token' in names and 'token_file' in names
+        values = call('get_parameters', GetParameters.Request(names=list(names))).values
+        got = dict(zip(names, values))
+        assert got['token'].string_value == '' and got['port'].integer_value == 0    # reads back as the default
+        described = call('describe_parameters', DescribeParameters.Request(names=['token'])).descriptors[0]
+        assert described.read_only and 'write-only' in described.description
+        types = call('get_parameter_types', GetParameterTypes.Request(names=['token']))
+
+        # A runtime change makes an event on /parameter_events that must arrive (so the listener works).
+        from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+        setter = probe.create_client(SetParameters, '/emotion_viewer/set_parameters')
+        assert setter.wait_for_service(timeout_sec=30)
+        calls['set_parameters'] = setter
+        change = ParameterMsg(name='max_fps', value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE,
+                                                                   double_value=12.0))
+        assert call('set_parameters', SetParameters.Request(parameters=[change])).results[0].successful
+        refused = ParameterMsg(name='token', value=ParameterValue(type=ParameterType.PARAMETER_STRING,
+                                                                  string_value='other'))
+        assert not call('set_parameters', SetParameters.Request(parameters=[refused])).results[0].successful
+        assert _spin_until([probe], lambda: any(e.node.endswith('emotion_viewer') and any(
+            p.name == 'max_fps' for p in e.changed_parameters) for e in events), 30), events
+
+        # The token still guards the page.
+        base = url()
+        with pytest.raises(urllib.error.HTTPError) as no_token:
+            _get(base + 'api/state')
+        assert no_token.value.code == 401
+        assert _get(base + f'api/state?token={token}')[0] == 200
+
+        everything = '\n'.join([repr(values), repr(described), repr(types), repr(events),
+                                '\n'.join(m.msg for m in logs)])
+        assert token not in everything
+        assert not (tmp_path / 'unused_token').exists()                  # the given token is used, none written
+    finally:
+        code = viewer.stop(30)
+        probe.destroy_node()
+    assert token not in viewer.output and code == 0, viewer.output[-3000:]
