@@ -56,3 +56,11 @@ def test_a_pause_is_not_counted_as_missed_frames():
     for t in stamps(30) + stamps(30, start=200.0):              # the source paused for 99 s
         pacer.admit(t)
     assert pacer.missed == 0
+
+
+@pytest.mark.parametrize('lost', [[7], [6, 7], [7, 8], [9, 10, 11]])
+def test_a_frame_lost_at_its_slot_never_lets_two_frames_through_closer_than_the_rate(lost):
+    pacer = FramePacer(10.0)                               # 30 fps: every third frame is due
+    admitted = [t for i, t in enumerate(stamps(60, start=0.0)) if i not in lost and pacer.admit(t)]
+    gaps = [b - a for a, b in zip(admitted, admitted[1:])]
+    assert min(gaps) >= 0.1 - 0.25 / 30 - 1e-9, gaps       # the full suite once saw 0.033 s at 10 Hz
