@@ -74,6 +74,8 @@ def ros2(env, *args, timeout=90.0, attempts=3) -> subprocess.CompletedProcess:
 
 # The module's Listener (set by the `graph` fixture): the node's own ChangeState service, for a CLI that hangs.
 PROBE = {}
+SHUTDOWN_FROM = {'unconfigured': Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,
+                 'inactive': Transition.TRANSITION_INACTIVE_SHUTDOWN, 'active': Transition.TRANSITION_ACTIVE_SHUTDOWN}
 CLI_FALLBACK = {'deactivate': Transition.TRANSITION_DEACTIVATE, 'activate': Transition.TRANSITION_ACTIVATE,
                 'cleanup': Transition.TRANSITION_CLEANUP, 'configure': Transition.TRANSITION_CONFIGURE}
 
@@ -325,8 +327,18 @@ def test_param_set_takes_effect_at_runtime_through_the_cli(graph):
                                   'camera'])
 def test_shutdown_transition_ends_the_process_with_exit_0(graph, node):
     env, procs, _ = graph
-    lifecycle_set(env, node, 'shutdown')
     proc = procs[node]
+    try:
+        lifecycle_set(env, node, 'shutdown')
+    except subprocess.TimeoutExpired:
+        # The CLI's hang (ros2/ros2cli#853, see lifecycle_set): judged by what the node does, as for the others.
+        if proc.proc.poll() is None:
+            state = PROBE['listener'].state(node)
+            warnings.warn(f'`ros2 lifecycle set /{node} shutdown` hung; node state {state!r}; sent through its '
+                          'change_state service')
+            PROBE['listener'].transition(node, SHUTDOWN_FROM[state])
+        else:
+            warnings.warn(f'`ros2 lifecycle set /{node} shutdown` hung after the node had ended')
     try:
         code = proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
