@@ -30,7 +30,7 @@ from machine import cpu_kind, machine_info, write_results  # noqa: E402
 
 from emotion_ros.core.emotion.calibration import file_sha256, log_probs, softmax  # noqa: E402
 from emotion_ros.core.emotion.model import EmotionModel, resolve_model_path  # noqa: E402
-from emotion_ros.training.data import load_npz  # noqa: E402
+from emotion_ros.training.data import Dataset  # noqa: E402
 from emotion_ros.training.sources import subject_split  # noqa: E402
 from emotion_ros.training.calibrate import CalibrationRefused, calibrate_logits, file_order_chunks, fold_groups  # noqa: E402
 
@@ -74,7 +74,7 @@ def _kdef_faces(actors: str):
         images, labels = d['images'], d['labels'].astype(np.int64)
         subject, session = d['subject'].astype(str), d['session'].astype(str)
     if actors == 'heldout':
-        _, _, info = subject_split(load_npz(KDEF), 0.5, 1)
+        _, _, info = subject_split(Dataset(images, labels, [], subject=subject), 0.5, 1)   # bench_accuracy's split
         keep = np.isin(subject, info['val_subjects'])
         images, labels, subject, session = images[keep], labels[keep], subject[keep], session[keep]
     return images, labels, subject, session

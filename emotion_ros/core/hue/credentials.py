@@ -83,8 +83,6 @@ def _views(text: str):
     view, spans = text, None
     yield view, spans
     for _ in range(MAX_DECODE_LAYERS):
-        if not _ESCAPE.search(view):
-            return
         decoded = _decode_layer(view, spans)
         if decoded is None:
             return
