@@ -73,9 +73,9 @@ def _callbacks(keras):
         """After every epoch: every validation source scored, last.keras + state.json (resumable), and
         best.keras on a new best selection score (the mean accuracy over the `select` sources)."""
 
-        def __init__(self, run_dir, schedule, state, val_sets, select, primary):
+        def __init__(self, run_dir, schedule, state, val_sets, select, primary, keep_epochs=False):
             super().__init__()
-            self.run, self.schedule = Path(run_dir), schedule
+            self.run, self.schedule, self.keep_epochs = Path(run_dir), schedule, keep_epochs
             self.val_sets, self.select, self.primary = val_sets, select, primary
             self.history = state.get('history', {})
             self.best = state.get('best_score', state.get('best_val_accuracy', -1.0))
@@ -95,10 +95,14 @@ def _callbacks(keras):
             for k, v in logs.items():
                 self.history.setdefault(k, []).append(float(v))
             val = logs['select_score']
+            from .models import as_float32
             if val > self.best:
-                from .models import as_float32
                 self.best, self.best_epoch = val, epoch + 1
                 _atomic_save_model(as_float32(self.model), self.run / 'best.keras')
+            if self.keep_epochs:
+                (self.run / 'epochs').mkdir(exist_ok=True)
+                (self.run / 'epochs' / 'labels.txt').write_text((self.run / 'labels.txt').read_text())
+                _atomic_save_model(as_float32(self.model), self.run / 'epochs' / f'epoch_{epoch + 1:03d}.keras')
             _atomic_save_model(self.model, self.run / 'checkpoints' / 'last.keras')
             _atomic_json({'epoch': epoch + 1, 'step': self.schedule.step, 'elapsed_s': self.schedule.elapsed(),
                           'best_score': self.best, 'best_epoch': self.best_epoch, 'select_on': list(self.select),
@@ -237,7 +241,7 @@ def run_fit(args) -> dict:
     BudgetSchedule, Checkpointer, Progress = _callbacks(keras)
     budget = args.time_budget_min * 60 if args.time_budget_min else None
     schedule = BudgetSchedule(args.lr, steps_per_epoch * args.epochs, budget, state)
-    ckpt = Checkpointer(run, schedule, state, val_sets, select, primary.name)
+    ckpt = Checkpointer(run, schedule, state, val_sets, select, primary.name, keep_epochs=args.keep_epochs)
     t0 = time.monotonic()
     if state.get('epoch', 0) < args.epochs and schedule.progress() < 1.0:
         model.fit(train_ds, epochs=args.epochs, initial_epoch=state.get('epoch', 0), steps_per_epoch=steps_per_epoch,
@@ -347,6 +351,9 @@ def add_arguments(p):
                         'holdout stays unseen by all of them')
     p.add_argument('--threads', type=int, default=0, help='TensorFlow threads (0 = all cores)')
     p.add_argument('--resume', action='store_true', help='continue from run-dir/checkpoints')
+    p.add_argument('--keep-epochs', action='store_true',
+                   help='also save every epoch as float32 run-dir/epochs/epoch_NNN.keras (for `emotion-train soup` '
+                        'over a trajectory, i.e. stochastic weight averaging)')
     p.add_argument('--init-from', default=None, metavar='MODEL.tflite|MODEL.keras',
                    help='start from the weights of an export (float32 or int8) or a .keras of the same --arch/--width '
                         '(a fresh optimizer '
