@@ -6,8 +6,8 @@ The same kdef_dev draws as bench_calibration.py (same seed: the same actors per 
 - `head`: the network's last layer refitted on the 256-d embedding (multinomial logistic regression started at the
   shipped weights and pulled back to them by an L2 penalty lambda);
 - `prototypes`: log p + alpha * cosine(embedding, mean embedding of each class among the calibration faces).
-lambda and alpha are chosen by leave-one-actor-out cross-validation inside the calibration actors (by session for
-one actor), and the draw is refused (gain 0) when the best held-out gain is not above 0, as the CLI refuses.
+lambda and alpha are chosen by cross-validation over the CLI's folds (fold_groups: leave one actor out, by session
+for one actor), and the draw is refused (gain 0) when the best held-out gain is not above 0, as the CLI refuses.
 
 The embedding (the global-average-pool output) and the head's weights are read from the int8 .tflite itself, with
 LiteRT's reference kernels (the XNNPACK delegate hides intermediate tensors); the log-probabilities are the served
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / 'bench'))
 from bench_calibration import KDEF, _kdef_faces, _trial  # noqa: E402
 from machine import cpu_kind, machine_info, write_results  # noqa: E402
 
-from emotion_ros.core.emotion.calibration import file_sha256, log_probs  # noqa: E402
+from emotion_ros.core.emotion.calibration import file_sha256, log_probs, softmax  # noqa: E402
 from emotion_ros.core.emotion.model import EmotionModel, resolve_model_path  # noqa: E402
 from emotion_ros.training.calibrate import fold_groups  # noqa: E402
 
@@ -41,11 +41,11 @@ PROTOTYPE_ALPHAS = (1.0, 3.0, 10.0, 30.0)
 
 
 def embed(model_path, images: np.ndarray):
-    """(embeddings (N, D), probabilities (N, C), head weight (D, C), head bias (C,)) from the .tflite."""
+    """(embeddings (N, D), head weight (D, C), head bias (C,)) from the .tflite."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     it = Interpreter(model_path=str(model_path), experimental_preserve_all_tensors=True,
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    inp = it.get_input_details()[0]
     tensors = {t['index']: t for t in it.get_tensor_details()}
     pools = [t for t in tensors.values() if 'global_average_pooling' in t['name'] and len(t['shape']) == 2]
     if not pools:
@@ -71,19 +71,14 @@ def embed(model_path, images: np.ndarray):
         return (v - q['zero_points'].reshape(shape)) * q['scales'].reshape(shape)
 
     weight, bias = (value(tensors[i]) for i in head['inputs'][1:3])
-    return value(pool), value(out), weight.T, bias
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+    return value(pool), weight.T, bias
 
 
 def fit_head(e, y, w0, b0, lam, steps=300, lr=0.5):
     """Logistic regression on the embedding, from the shipped head and pulled back to it (L2, lam)."""
     w, b, onehot = w0.copy(), b0.copy(), np.eye(w0.shape[1])[y]
     for _ in range(steps):
-        err = _softmax(e @ w + b) - onehot
+        err = softmax(e @ w + b) - onehot
         w -= lr * (e.T @ err / len(y) + lam * (w - w0))
         b -= lr * (err.mean(0) + lam * (b - b0))
     return w, b
@@ -126,7 +121,7 @@ def _embedding_trial(method, grid, e, z, y, cal, folds, head):
 
 def run(model_path, draws: int, seed: int, actors: str) -> dict:
     images, y, subject, session = _kdef_faces(actors)
-    e, _, w0, b0 = embed(model_path, images)
+    e, w0, b0 = embed(model_path, images)
     z = log_probs(EmotionModel(model_path, num_threads=1).predict(images))   # as served (XNNPACK), as in bench_calibration
     people = np.unique(subject)
     rng = np.random.default_rng(seed)
@@ -141,9 +136,8 @@ def run(model_path, draws: int, seed: int, actors: str) -> dict:
             cal = np.isin(subject, chosen)
             groups, how, _ = fold_groups(subject[cal], session[cal], None, int(cal.sum()))
             rows['logits'].append(_trial(z, y, cal, groups, how)[0])
-            folds = subject[cal] if k > 1 else session[cal]
-            rows['head'].append(_embedding_trial('head', HEAD_LAMBDAS, e, z, y, cal, folds, (w0, b0))[0])
-            rows['prototypes'].append(_embedding_trial('prototypes', PROTOTYPE_ALPHAS, e, z, y, cal, folds, None)[0])
+            rows['head'].append(_embedding_trial('head', HEAD_LAMBDAS, e, z, y, cal, groups, (w0, b0))[0])
+            rows['prototypes'].append(_embedding_trial('prototypes', PROTOTYPE_ALPHAS, e, z, y, cal, groups, None)[0])
         report['kdef'][str(k)] = {m: {'mean_gain': float(np.mean(g)), 'min_gain': float(np.min(g)),
                                       'max_gain': float(np.max(g)), 'gains': [float(v) for v in g]}
                                   for m, g in rows.items()}

@@ -96,13 +96,13 @@ def _callbacks(keras):
                 self.history.setdefault(k, []).append(float(v))
             val = logs['select_score']
             from .models import as_float32
+            exported = None
             if val > self.best:
                 self.best, self.best_epoch = val, epoch + 1
-                _atomic_save_model(as_float32(self.model), self.run / 'best.keras')
+                exported = as_float32(self.model)
+                _atomic_save_model(exported, self.run / 'best.keras')
             if self.keep_epochs:
-                (self.run / 'epochs').mkdir(exist_ok=True)
-                (self.run / 'epochs' / 'labels.txt').write_text((self.run / 'labels.txt').read_text())
-                _atomic_save_model(as_float32(self.model), self.run / 'epochs' / f'epoch_{epoch + 1:03d}.keras')
+                _atomic_save_model(exported or as_float32(self.model), self.run / 'epochs' / f'epoch_{epoch + 1:03d}.keras')
             _atomic_save_model(self.model, self.run / 'checkpoints' / 'last.keras')
             _atomic_json({'epoch': epoch + 1, 'step': self.schedule.step, 'elapsed_s': self.schedule.elapsed(),
                           'best_score': self.best, 'best_epoch': self.best_epoch, 'select_on': list(self.select),
@@ -191,6 +191,9 @@ def run_fit(args) -> dict:
     classes = primary.train.classes
     (run / 'labels.txt').write_text('\n'.join(classes) + '\n')
     (run / 'best.labels.txt').write_text('\n'.join(classes) + '\n')
+    if args.keep_epochs:
+        (run / 'epochs').mkdir(exist_ok=True)
+        (run / 'epochs' / 'labels.txt').write_text('\n'.join(classes) + '\n')
     val_sets = {s.name: (s.val.images[..., None].astype(np.float32), s.val.labels) for s in sources if s.val is not None}
     select = [n.strip() for n in args.select_on.split(',')] if args.select_on else list(val_sets)
     unknown = [n for n in select if n not in val_sets]
