@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / 'bench'))
 
 from machine import cpu_kind, machine_info, write_results  # noqa: E402
 
-from emotion_ros.core.emotion.calibration import file_sha256, log_probs, softmax  # noqa: E402
+from emotion_ros.core.emotion.calibration import cosine_to, file_sha256, log_probs  # noqa: E402
 from emotion_ros.core.emotion.model import EmotionModel, resolve_model_path  # noqa: E402
 from emotion_ros.training.data import Dataset  # noqa: E402
 from emotion_ros.training.sources import subject_split  # noqa: E402
@@ -39,22 +39,34 @@ KDEF = SHARED / 'kdef_dev' / 'kdef_dev.npz'
 FER = SHARED / 'fer2013' / 'fer2013_trainval.npz'
 
 
-def _accuracy(z, y, fit=None):
+def _accuracy(z, y, fit=None, e=None):
     if fit is not None:
         z = z @ fit['weight'].T + fit['bias']
+        if fit['method'] == 'prototypes':
+            z = z + fit['alpha'] * cosine_to(e, fit['prototypes'])
     return float((z.argmax(1) == y).mean())
 
 
-def _trial(z, y, cal, groups, how, test=None):
-    """(gain in points on `test` (default ~cal), baseline, calibrated, method or 'refused: ...')."""
+def _trial(z, y, cal, groups, how, test=None, e=None):
+    """(gain in points on `test` (default ~cal), baseline, calibrated, method or 'refused: ...'); with the
+    embeddings `e` the CLI's prototypes compete too (as they do for a model that exposes them)."""
     test = ~cal if test is None else test
     base = _accuracy(z[test], y[test])
     try:
-        fit = calibrate_logits(z[cal], y[cal], [str(i) for i in range(z.shape[1])], groups, folds_by=how)
+        fit = calibrate_logits(z[cal], y[cal], [str(i) for i in range(z.shape[1])], groups, folds_by=how,
+                               embedding=None if e is None else e[cal])
     except CalibrationRefused as exc:
         return 0.0, base, base, f'refused: {exc}'
-    after = _accuracy(z[test], y[test], fit)
+    after = _accuracy(z[test], y[test], fit, None if e is None else e[test])
     return 100 * (after - base), base, after, fit['method']
+
+
+def _scores(model, images):
+    """(log-probabilities, embeddings or None) as the CLI computes them."""
+    if model.embedding_dim:
+        probs, e = model.predict_with_embedding(images)
+        return log_probs(probs), e
+    return log_probs(model.predict(images)), None
 
 
 def _summary(rows):
@@ -87,7 +99,8 @@ def run(model_path, draws: int, seed: int, actors: str = 'heldout') -> dict:
               'seed': seed, 'kdef_actors': actors, 'kdef': {}, 'kdef_same_people': {}, 'fer_val': None}
     t0 = time.perf_counter()
     images, y, subject, session = _kdef_faces(actors)
-    z = log_probs(model.predict(images))
+    z, e = _scores(model, images)
+    report['embedding_dim'] = model.embedding_dim
     actors = np.unique(subject)
     report['kdef_actor_count'] = int(len(actors))
     for k in (1, 3, 5, 10):
@@ -96,7 +109,7 @@ def run(model_path, draws: int, seed: int, actors: str = 'heldout') -> dict:
             chosen = rng.choice(actors, k, replace=False)
             cal = np.isin(subject, chosen)
             groups, how, _ = fold_groups(subject[cal], session[cal], None, int(cal.sum()))
-            gain, base, after, method = _trial(z, y, cal, groups, how)
+            gain, base, after, method = _trial(z, y, cal, groups, how, e=e)
             rows.append({'actors': chosen.tolist(), 'folds_by': how, 'gain_points': gain, 'baseline': base,
                          'calibrated': after, 'method': method})
         report['kdef'][str(k)] = _summary(rows)
@@ -109,20 +122,20 @@ def run(model_path, draws: int, seed: int, actors: str = 'heldout') -> dict:
             people = np.isin(subject, chosen)
             cal, test = people & (session == first), people & (session != first)
             groups, how, _ = fold_groups(subject[cal], None, file_order_chunks(y[cal]), int(cal.sum()))
-            gain, base, after, method = _trial(z, y, cal, groups, how, test)
+            gain, base, after, method = _trial(z, y, cal, groups, how, test, e)
             rows.append({'actors': chosen.tolist(), 'calibration_session': str(first), 'folds_by': how,
                          'gain_points': gain, 'baseline': base, 'calibrated': after, 'method': method})
         report['kdef_same_people'][str(k)] = _summary(rows)
     if FER.exists():
         with np.load(FER) as d:
             val = d['split'] == 'val'
-            zf, yf = log_probs(model.predict(d['images'][val])), d['labels'][val].astype(np.int64)
+            (zf, ef), yf = _scores(model, d['images'][val]), d['labels'][val].astype(np.int64)
         rows = []
         for _ in range(draws):
             cal = np.zeros(len(yf), bool)
             cal[rng.choice(len(yf), 300, replace=False)] = True
             groups, how, _ = fold_groups(None, None, None, 300, int(rng.integers(1 << 30)))
-            gain, base, after, method = _trial(zf, yf, cal, groups, how)
+            gain, base, after, method = _trial(zf, yf, cal, groups, how, e=ef)
             rows.append({'folds_by': how, 'gain_points': gain, 'baseline': base, 'calibrated': after, 'method': method})
         report['fer_val'] = _summary(rows)
     report['wall_s'] = time.perf_counter() - t0

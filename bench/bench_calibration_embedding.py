@@ -1,8 +1,8 @@
 """Would a calibration on the network's embedding pay where the map on its log-probabilities does not? (issue 26)
 
 The same kdef_dev draws as bench_calibration.py (same seed: the same actors per draw), three adaptations side by side:
-- `logits`: what `emotion-train calibrate` ships (bias / temperature / vector / matrix on the log-probabilities,
-  chosen and refused by its rule);
+- `logits`: the maps on the log-probabilities alone (bias / temperature / vector / matrix, chosen and refused by
+  `emotion-train calibrate`'s rule; what it shipped before prototypes joined its candidates);
 - `head`: the network's last layer refitted on the 256-d embedding (multinomial logistic regression started at the
   shipped weights and pulled back to them by an L2 penalty lambda);
 - `prototypes`: log p + alpha * cosine(embedding, mean embedding of each class among the calibration faces).
@@ -11,8 +11,8 @@ for one actor), and the draw is refused (gain 0) when the best held-out gain is 
 
 The embedding (the global-average-pool output) and the head's weights are read from the int8 .tflite itself, with
 LiteRT's reference kernels (the XNNPACK delegate hides intermediate tensors); the log-probabilities are the served
-ones (XNNPACK), so the `logits` column is bench_calibration.py's kdef table. Nothing here needs TensorFlow or a
-second model output; shipping an embedding calibration would need one.
+ones (XNNPACK), so the `logits` column is bench_calibration.py's table before prototypes. The CLI now reads the
+embedding as a second output at the served speed (core/emotion/embedding.py); bench_calibration.py measures that.
 
 Usage: .venv/bin/python bench/bench_calibration_embedding.py [--model NAME|PATH] [--kdef-actors heldout|all] [--draws 10]
 """
@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT / 'bench'))
 from bench_calibration import KDEF, _kdef_faces, _trial  # noqa: E402
 from machine import cpu_kind, machine_info, write_results  # noqa: E402
 
-from emotion_ros.core.emotion.calibration import file_sha256, log_probs, softmax  # noqa: E402
+from emotion_ros.core.emotion.calibration import cosine_to, file_sha256, log_probs, softmax  # noqa: E402
 from emotion_ros.core.emotion.model import EmotionModel, resolve_model_path  # noqa: E402
-from emotion_ros.training.calibrate import fold_groups  # noqa: E402
+from emotion_ros.training.calibrate import class_prototypes, fold_groups  # noqa: E402
 
 HEAD_LAMBDAS = (0.003, 0.01, 0.03, 0.1)
 PROTOTYPE_ALPHAS = (1.0, 3.0, 10.0, 30.0)
@@ -85,9 +85,7 @@ def fit_head(e, y, w0, b0, lam, steps=300, lr=0.5):
 
 
 def prototype_scores(e, e_cal, y_cal, classes):
-    unit = e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-9)
-    protos = np.stack([e_cal[y_cal == c].mean(0) for c in range(classes)])
-    return unit @ (protos / (np.linalg.norm(protos, axis=1, keepdims=True) + 1e-9)).T
+    return cosine_to(e, class_prototypes(e_cal, y_cal, classes))
 
 
 def _predict(method, p, e, z, e_cal, y_cal, head):

@@ -97,6 +97,11 @@ def ours_litert(notes: list) -> list:
             model = EmotionModel(path, num_threads=THREADS)
             out.append(Contender(name, model.predict, 48, model.labels, path.relative_to(REPO), 'LiteRT', name,
                                  f'EmotionModel.predict(uint8 N x 48 x 48), {kind} weights', tflite_mflops(path)))
+            if stem == default.stem:   # what the embedding output (for prototype calibrations) costs
+                plain = EmotionModel(path, num_threads=THREADS, embedding=False)
+                out.append(Contender(f'{name} no embedding output', plain.predict, 48, plain.labels,
+                                     path.relative_to(REPO), 'LiteRT', f'{name} no embedding output',
+                                     f'EmotionModel(embedding=False).predict, {kind} weights', tflite_mflops(path)))
     if names:
         model, why = load_fastest(default, 'auto', THREADS)
         pipe = EmotionPipeline(model)

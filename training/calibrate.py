@@ -2,8 +2,10 @@
 robot's own labelled faces, chosen by cross-validation inside those faces by person (docs/calibration.md).
 
 Candidates: per-class bias; temperature + bias; per-class scale (vector) + bias; a full C x C matrix + bias;
-each with an L2 pull towards "no change" of strength lambda from a small grid. The candidate with the best
-held-out accuracy over leave-groups-out folds wins (ties: the lower held-out NLL, then the simpler map).
+each with an L2 pull towards "no change" of strength lambda from a small grid; and, where the folds are by
+person and the model exposes its embedding, class prototypes (log p + alpha * cos(embedding, class mean)).
+The candidate with the best held-out accuracy over leave-groups-out folds wins (ties: the lower held-out NLL,
+then the simpler map).
 Nothing is written when that accuracy is not above the uncalibrated model's on the same folds, or when
 a class has fewer than MIN_PER_CLASS faces. Needs only numpy, scipy and LiteRT.
 """
@@ -19,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from emotion_ros.core.emotion.calibration import FORMAT, file_sha256, log_probs, parse_calibration, softmax
+from emotion_ros.core.emotion.calibration import (FORMAT, cosine_to, file_sha256, log_probs, parse_calibration,
+                                                  softmax)
 from emotion_ros.core.emotion.labels import canonical_label
 
 MIN_PER_CLASS = 2          # faces of every model class; below this a per-class bias is a guess
@@ -36,6 +39,11 @@ LAMBDAS = (0.1, 0.3)
 # A map competes only with at least this many faces per parameter: a full matrix (56 numbers) chosen from 21
 # faces of 3 people cost one draw 14 points on their other session.
 FACES_PER_PARAMETER = 2
+# Prototypes on the network's embedding, only with folds by person (near-copies flatter them as they flatter the
+# matrix). The alpha grid was chosen among four on other draws (bench_calibration's protocol, seed 1, emotion_fast
+# on all 34 kdef_dev actors, for which the studio is new): 5 actors +4.43 points (worst +2.46) with (2..20), +4.31
+# with (1..30). On the bench's own draws (seed 0) see docs/calibration.md.
+PROTOTYPE_ALPHAS = (2.0, 5.0, 10.0, 20.0)
 
 
 class CalibrationRefused(Exception):
@@ -110,10 +118,36 @@ def cross_validate(z, y, groups, methods=METHODS, lambdas=LAMBDAS):
     return results
 
 
+def class_prototypes(e: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, D) unit mean embedding of each class (every class must have a face)."""
+    protos = np.stack([np.asarray(e, np.float64)[y == c].mean(0) for c in range(n_classes)])
+    return protos / (np.linalg.norm(protos, axis=1, keepdims=True) + 1e-9)
+
+
+def cross_validate_prototypes(z, e, y, groups, alphas=PROTOTYPE_ALPHAS):
+    """Leave-one-group-out accuracy and NLL of log p + alpha * cos(e, prototypes) for each alpha; [] when a
+    fold's training part lacks a class (no prototype for it)."""
+    c, n = z.shape[1], len(y)
+    folds = list(_folds(groups))
+    if any(len(np.unique(y[train])) < c for train, _ in folds):
+        return []
+    results = []
+    for alpha in alphas:
+        correct, nll = 0, 0.0
+        for train, test in folds:
+            q = softmax(z[test] + alpha * cosine_to(e[test], class_prototypes(e[train], y[train], c)))
+            correct += int((q.argmax(1) == y[test]).sum())
+            nll -= float(np.log(q[np.arange(test.sum()), y[test]] + 1e-12).sum())
+        results.append({'method': 'prototypes', 'lambda': 0.0, 'alpha': alpha, 'accuracy': correct / n,
+                        'nll': nll / n})
+    return results
+
+
 def choose(results):
-    """Best held-out accuracy; ties to the lower NLL, then the simpler method (METHODS order)."""
-    order = {m: i for i, m in enumerate(('identity',) + METHODS)}
-    return min(results, key=lambda r: (-round(r['accuracy'], 9), round(r['nll'], 6), order[r['method']], -r['lambda']))
+    """Best held-out accuracy; ties to the lower NLL, then the simpler method (METHODS order), the smaller alpha."""
+    order = {m: i for i, m in enumerate(('identity',) + METHODS + ('prototypes',))}
+    return min(results, key=lambda r: (-round(r['accuracy'], 9), round(r['nll'], 6), order[r['method']],
+                                       r.get('alpha', 0.0), -r['lambda']))
 
 
 def file_order_chunks(labels, k: int = IMAGE_FOLDS) -> np.ndarray:
@@ -145,11 +179,13 @@ def fold_groups(subject=None, session=None, chunks=None, n=0, seed=0):
 
 
 def calibrate_logits(z, y, classes, groups, methods=None, lambdas=LAMBDAS, min_per_class=MIN_PER_CLASS,
-                     folds_by='subject'):
-    """Cross-validate, choose, refit on everything. Returns a dict (method, lambda, weight, bias, cv, gain);
-    raises CalibrationRefused when a class is short of faces or the held-out gain is not positive.
-    `methods` None = every map when the folds are by subject (`folds_by`), else FEW_GROUP_METHODS."""
+                     folds_by='subject', embedding=None):
+    """Cross-validate, choose, refit on everything. Returns a dict (method, lambda, weight, bias, cv, gain;
+    alpha and prototypes for `prototypes`); raises CalibrationRefused when a class is short of faces or the
+    held-out gain is not positive. `methods` None = every map when the folds are by subject (`folds_by`), else
+    FEW_GROUP_METHODS; prototypes compete when `embedding` (N, D) is given and the folds are by subject."""
     c = len(classes)
+    with_prototypes = embedding is not None and folds_by == 'subject' and methods is None
     if methods is None:
         methods = METHODS if folds_by == 'subject' else FEW_GROUP_METHODS
         methods = tuple(m for m in methods if len(y) >= FACES_PER_PARAMETER * _size(m, c)) or ('bias',)
@@ -160,6 +196,9 @@ def calibrate_logits(z, y, classes, groups, methods=None, lambdas=LAMBDAS, min_p
     if len(np.unique(groups)) < MIN_GROUPS:
         raise CalibrationRefused(f'need at least {MIN_GROUPS} folds (people, sessions or images)')
     cv = cross_validate(z, y, groups, methods, lambdas)
+    if with_prototypes:
+        cv += cross_validate_prototypes(z, embedding, y, groups)
+        methods = tuple(methods) + ('prototypes',)
     best, base = choose(cv), cv[0]
     gain = best['accuracy'] - base['accuracy']
     out = {'cv': cv, 'baseline_accuracy': base['accuracy'], 'accuracy': best['accuracy'], 'gain': gain,
@@ -168,7 +207,11 @@ def calibrate_logits(z, y, classes, groups, methods=None, lambdas=LAMBDAS, min_p
         raise CalibrationRefused(f'no candidate beats the model on held-out folds (uncalibrated '
                                  f'{base["accuracy"]:.1%}, best {best["method"]} {best["accuracy"]:.1%}): '
                                  'the file would make these faces worse or no better')
-    out['weight'], out['bias'] = fit_map(z, y, best['method'], best['lambda'], c)
+    if best['method'] == 'prototypes':
+        out['weight'], out['bias'] = np.eye(c), np.zeros(c)
+        out['alpha'], out['prototypes'] = best['alpha'], class_prototypes(embedding, y, c)
+    else:
+        out['weight'], out['bias'] = fit_map(z, y, best['method'], best['lambda'], c)
     return out
 
 
@@ -225,29 +268,66 @@ def write_json_atomic(path, doc) -> None:
         raise
 
 
+def _person_and_path(value: str):
+    """`NAME=PATH` -> (NAME, PATH); a bare PATH -> (None, PATH)."""
+    name, sep, path = value.partition('=')
+    if sep and name and '/' not in name and not Path(value).exists():
+        return name, path
+    return None, value
+
+
+def load_people(values, model_labels):
+    """(images, y (model label indices), subject, session, chunks, notes) from one or more --data values.
+    Several values are several people: each value's faces get its NAME (or its folder name) as `subject`, so the
+    folds are by person, as for an npz that names them."""
+    parts, notes = [], []
+    for value in values:
+        name, path = _person_and_path(value)
+        images, labels, classes, subject, session, chunks, part_notes = load_calibration_data(path)
+        notes += part_notes
+        if images.shape[1:] != (48, 48) or images.dtype != np.uint8:
+            raise ValueError(f'{path}: images are {images.dtype} {images.shape[1:]}, expected uint8 48x48 crops')
+        to_model = np.array([model_labels.index(c) if c in model_labels else -1 for c in classes], np.int64)
+        mapped = to_model[labels] if len(labels) else labels
+        keep = mapped >= 0
+        if (~keep).any():
+            notes.append(f'{int((~keep).sum())} faces of {path} of classes the model does not have were left out')
+        if len(values) > 1:
+            subject = np.full(len(labels), name or Path(path).expanduser().resolve().name)
+            session = None
+        pick = (lambda a: None if a is None else np.asarray(a)[keep])
+        parts.append((images[keep], mapped[keep], pick(subject), pick(session), pick(chunks)))
+    if len(parts) == 1:
+        return (*parts[0], notes)
+    names = [p[2][0] for p in parts if len(p[2])]
+    if len(set(names)) != len(names):
+        raise ValueError(f'two --data values name the same person ({", ".join(sorted(names))}): use NAME=PATH')
+    cat = [np.concatenate([p[i] for p in parts]) for i in range(3)]
+    return cat[0], cat[1], cat[2], None, None, notes
+
+
 def run_calibrate(args) -> int:
     from emotion_ros.core.emotion.model import EmotionModel, resolve_model_path
     try:
         model_path = resolve_model_path(args.model or '')
         model = EmotionModel(model_path, num_threads=2)
-        images, labels, classes, subject, session, chunks, notes = load_calibration_data(args.data)
-        if images.shape[1:] != (48, 48) or images.dtype != np.uint8:
-            raise ValueError(f'{args.data}: images are {images.dtype} {images.shape[1:]}, expected uint8 48x48 crops')
         model_labels = [canonical_label(x) for x in model.labels]
-        to_model = np.array([model_labels.index(c) if c in model_labels else -1 for c in classes], np.int64)
-        mapped = to_model[labels] if len(labels) else labels
-        keep = mapped >= 0
-        if (~keep).any():
-            notes.append(f'{int((~keep).sum())} faces of classes the model does not have were left out')
-        pick = (lambda a: None if a is None else np.asarray(a)[keep])
-        images, y, subject, session, chunks = images[keep], mapped[keep], pick(subject), pick(session), pick(chunks)
+        images, y, subject, session, chunks, notes = load_people(args.data, model_labels)
         groups, how, note = fold_groups(subject, session, chunks, len(y), args.seed)
         if note:
             notes.append(note)
         for n in notes:
             print(f'note: {n}', file=sys.stderr)
-        z = log_probs(model.predict(images)) if len(y) else np.zeros((0, len(model_labels)))
-        result = calibrate_logits(z, y, model_labels, groups, folds_by=how)
+        embedding = None
+        if not len(y):
+            z = np.zeros((0, len(model_labels)))
+        elif model.embedding_dim:
+            probs, embedding = model.predict_with_embedding(images)
+            z = log_probs(probs)
+        else:
+            z = log_probs(model.predict(images))
+            print(f'note: no prototypes: {model.embedding_note}', file=sys.stderr)
+        result = calibrate_logits(z, y, model_labels, groups, folds_by=how, embedding=embedding)
     except CalibrationRefused as exc:
         print(f'emotion-train calibrate: refused, nothing written: {exc}', file=sys.stderr)
         return 1
@@ -262,8 +342,11 @@ def run_calibrate(args) -> int:
         'classes': model_labels,
         'method': result['method'],
         'lambda': result['lambda'],
-        'parameters': {'weight': result['weight'].tolist(), 'bias': result['bias'].tolist()},
-        'data': {'path': str(args.data), 'n': int(len(y)), 'per_class': counts,
+        'parameters': {'weight': result['weight'].tolist(), 'bias': result['bias'].tolist(),
+                       **({'alpha': result['alpha'], 'prototypes': np.round(result['prototypes'], 7).tolist()}
+                          if result['method'] == 'prototypes' else {})},
+        'data': {'path': str(args.data[0]) if len(args.data) == 1 else [str(d) for d in args.data],
+                 'n': int(len(y)), 'per_class': counts,
                  'groups': int(len(np.unique(groups))), 'folds_by': how},
         'cv': {'folds_by': how, 'baseline_accuracy': result['baseline_accuracy'], 'accuracy': result['accuracy'],
                'gain': result['gain'], 'candidates': result['cv']},
@@ -275,14 +358,18 @@ def run_calibrate(args) -> int:
     write_json_atomic(args.out, doc)
     print(f'{len(y)} faces, {len(np.unique(groups))} folds by {how}: held-out accuracy '
           f'{result["baseline_accuracy"]:.1%} -> {result["accuracy"]:.1%} '
-          f'(gain {100 * result["gain"]:+.1f} points) with {result["method"]} (lambda {result["lambda"]}); '
+          f'(gain {100 * result["gain"]:+.1f} points) with {result["method"]} '
+          f'({"alpha " + str(result["alpha"]) if "alpha" in result else "lambda " + str(result["lambda"])}); '
           f'wrote {args.out}')
     return 0
 
 
 def add_arguments(p):
-    p.add_argument('--data', required=True, help='labelled 48x48 faces: an npz in the shared format (optional '
-                                                 '`subject`, `session`), or a FaceLabeler / dataset recorder folder')
+    p.add_argument('--data', required=True, action='append',
+                   help='labelled 48x48 faces: an npz in the shared format (optional `subject`, `session`), or a '
+                        'FaceLabeler / dataset recorder folder. Repeat it for several people, one folder each '
+                        '(`--data alice=~/faces/alice --data bob=~/faces/bob`): the folds are then by person and '
+                        'class prototypes on the embedding compete too')
     p.add_argument('--out', required=True, help='calibration file to write (JSON, atomically)')
     p.add_argument('--model', help='model path or shipped name (default: the shipped default); the file is '
                                    'valid only for this model')

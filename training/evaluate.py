@@ -32,7 +32,7 @@ def load_predictor(model_path, calibration=None):
     from emotion_ros.core.emotion.pipeline import EmotionPipeline
     model = EmotionModel(model_path, num_threads=2)
     if calibration is not None:
-        calibration.check_model(model.path, model.labels)
+        calibration.check_model(model.path, model.labels, model.embedding_dim)
     return list(model.labels), EmotionPipeline(model, calibration=calibration).predict_crops   # the node's own path
 
 

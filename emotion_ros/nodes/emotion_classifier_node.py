@@ -135,7 +135,7 @@ class EmotionClassifierNode(ManagedNode):
 
     def _load_calibration(self, path: str):
         """The checked Calibration for `path` ('' = None); CalibrationError says why a file cannot be used."""
-        return load_calibration(path, self.model.path, self.model.labels) if path else None
+        return load_calibration(path, self.model.path, self.model.labels, self.model.embedding_dim) if path else None
 
     def _use_calibration(self, calibration, state: str = '') -> None:
         self.calibration = self.pipeline.calibration = calibration   # read once per frame by the pipeline

@@ -181,3 +181,77 @@ def test_parse_keeps_every_export_sha(tmp_path):
     doc = calibration_doc(np.zeros(C))
     doc['model']['sha256_any_of'] = [doc['model']['sha256'], 'f' * 64]
     assert parse_calibration(doc).model_sha256 == (doc['model']['sha256'], 'f' * 64)
+
+
+def unit_rows(n, d, seed):
+    v = np.random.default_rng(seed).normal(0, 1, (n, d))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def prototypes_file(tmp_path, prototypes, alpha):
+    from calibration_files import prototypes_doc
+    return write_calibration(tmp_path / 'proto.json', doc=prototypes_doc(prototypes, alpha))
+
+
+def test_prototypes_add_alpha_times_the_cosine_to_each_class(tmp_path):
+    protos = unit_rows(C, 256, 4) * 3.0                       # stored unnormalised: load makes them unit rows
+    cal = load_calibration(prototypes_file(tmp_path, protos, 5.0), default_model_path(), CLASSES, 256)
+    assert cal.needs_embedding and cal.method == 'prototypes'
+    p, e = probs(6, seed=3), np.random.default_rng(5).normal(0, 1, (6, 256))
+    e[2] = protos[CLASSES.index('fear')] * 0.1               # that face's embedding points at fear's prototype
+    unit = e / np.linalg.norm(e, axis=1, keepdims=True)
+    expected = softmax(np.log(p.astype(np.float64)) + 5.0 * unit @ (protos / 3.0).T)
+    out = cal.apply(p, e)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert CLASSES[int(out[2].argmax())] == 'fear'
+    p[4] = np.nan
+    e[5, 0] = np.inf
+    out = cal.apply(p, e)
+    assert np.isnan(out[4]).all() and np.isnan(out[5]).all() and np.isfinite(out[:4]).all()
+    with pytest.raises(ValueError, match='256-d embedding'):
+        cal.apply(p)
+    with pytest.raises(ValueError, match='256-d embedding'):
+        cal.apply(p, e[:, :100])
+
+
+def test_prototypes_for_another_embedding_size_are_refused_at_load(tmp_path):
+    path = prototypes_file(tmp_path, unit_rows(C, 160, 6), 5.0)
+    with pytest.raises(CalibrationError, match='160-d embedding.*gives 256'):
+        load_calibration(path, default_model_path(), CLASSES, 256)
+    with pytest.raises(CalibrationError, match='gives none'):
+        load_calibration(path, default_model_path(), CLASSES, 0)
+
+
+@pytest.mark.parametrize('change, reason', [
+    (lambda p: p.update(alpha=-1.0), 'alpha must be a number'),
+    (lambda p: p.update(alpha=True), 'alpha must be a number'),
+    (lambda p: p.update(alpha='5'), 'alpha must be a number'),
+    (lambda p: p.update(alpha=1e9), 'alpha must be a number'),
+    (lambda p: p.pop('alpha'), 'alpha must be a number'),
+    (lambda p: p.pop('prototypes'), 'prototypes must be'),
+    (lambda p: p.update(prototypes=p['prototypes'][:-1]), 'prototypes has shape'),
+    (lambda p: p.update(prototypes=[r[:3] if i == 2 else r for i, r in enumerate(p['prototypes'])]), 'not numeric'),
+    (lambda p: p.update(prototypes=[[0.0] * 8] * C), 'zero row'),
+    (lambda p: p.update(prototypes=[['a'] * 8] * C), 'not numeric'),
+    (lambda p: p.update(prototypes=[[1.0] * 5000] * C), 'prototypes must be'),
+])
+def test_malformed_prototypes_are_refused_with_one_line(tmp_path, change, reason):
+    from calibration_files import prototypes_doc
+    doc = prototypes_doc(unit_rows(C, 8, 7), 5.0)
+    change(doc['parameters'])
+    with pytest.raises(CalibrationError, match=reason) as err:
+        parse_calibration(doc, 'p.json')
+    assert '\n' not in str(err.value)
+
+
+def test_pipeline_feeds_the_embedding_to_a_prototype_calibration(tmp_path):
+    from emotion_ros.core.emotion.model import EmotionModel
+    model = EmotionModel(default_model_path(), num_threads=1)
+    cal = load_calibration(prototypes_file(tmp_path, unit_rows(C, model.embedding_dim, 8), 20.0),
+                           default_model_path(), CLASSES, model.embedding_dim)
+    pipe = EmotionPipeline(model)
+    crops = np.random.default_rng(9).integers(0, 256, (3, 48, 48)).astype(np.uint8)
+    raw = pipe.predict_crops(crops)
+    pipe.calibration = cal
+    np.testing.assert_allclose(pipe.predict_crops(crops), cal.apply(*model.predict_with_embedding(crops)), atol=1e-6)
+    assert not np.allclose(pipe.predict_crops(crops), raw, atol=1e-3)

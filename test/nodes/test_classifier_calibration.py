@@ -178,3 +178,41 @@ def test_a_bad_file_at_start_runs_uncalibrated_and_says_why(ros_node, tmp_path):
         assert rig.diagnosed(str(other)) == cal.describe
     finally:
         rig.close()
+
+
+def test_a_prototype_calibration_scores_the_faces_embedding_on_the_running_node(ros_node, tmp_path):
+    """One prototype pointing at the astronaut's own embedding pulls her face to that class, exactly as
+    Calibration.apply says from the model's probabilities and embedding of the node's crop; prototypes of
+    another embedding size are refused with the reason."""
+    from calibration_files import prototypes_doc
+    from emotion_ros.core.emotion.model import EmotionModel
+    from emotion_ros.core.faces.crop import DEFAULT_MARGIN, crop_face
+    rig = Rig(classifier(), ros_node)
+    try:
+        expression, raw = rig.scores()
+        model = EmotionModel(default_model_path(), num_threads=1)
+        roi = rig.face.roi
+        crop = crop_face(astronaut(), (roi.x_offset, roi.y_offset, roi.width, roi.height), margin=DEFAULT_MARGIN)
+        probs, emb = model.predict_with_embedding(crop[None])
+        np.testing.assert_allclose(probs[0], raw, atol=1e-6)   # the node's crop and scores, reproduced here
+        target = next(c for c in CLASSES if c not in (expression, 'neutral'))
+        protos = np.random.default_rng(0).normal(0, 1, (len(CLASSES), model.embedding_dim))
+        protos[CLASSES.index(target)] = emb[0]
+        path = write_calibration(tmp_path / 'protos.json', doc=prototypes_doc(protos, 20.0))
+        cal = load_calibration(path, default_model_path(), CLASSES, model.embedding_dim)
+        expected = cal.apply(probs, emb)[0]
+        assert CLASSES[int(expected.argmax())] == target
+
+        result = rig.set(str(path))
+        assert result.successful, result.reason
+        got, scores = rig.scores()
+        assert got == target
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+        assert rig.diagnosed(str(path)) == f'{path} (prototypes, sha {cal.sha256[:8]})'
+
+        other = write_calibration(tmp_path / 'protos160.json', doc=prototypes_doc(protos[:, :160], 20.0))
+        result = rig.set(str(other))
+        assert not result.successful and '160-d embedding' in result.reason, result.reason
+        assert rig.scores()[0] == target
+    finally:
+        rig.close()

@@ -40,3 +40,11 @@ def favouring(label: str, strength: float = 8.0, model_path=None) -> np.ndarray:
     bias = np.zeros(len(classes))
     bias[classes.index(label)] = strength
     return bias
+
+
+def prototypes_doc(prototypes, alpha: float, model_path=None) -> dict:
+    """A `prototypes` calibration document: (C, D) class prototypes, log p + alpha * cos(embedding, P_c)."""
+    prototypes = np.asarray(prototypes, np.float64)
+    doc = calibration_doc(np.zeros(len(prototypes)), model_path=model_path, method='prototypes')
+    doc['parameters'].update(alpha=alpha, prototypes=prototypes.tolist())
+    return doc

@@ -201,3 +201,70 @@ def test_the_shared_kdef_npz_is_read_with_its_subjects():
         require_shared('datasets', 'kdef_dev', 'kdef_dev.npz'))
     assert images.shape[1:] == (48, 48) and images.dtype == np.uint8 and len(labels) == len(images)
     assert classes == CLASSES and len(np.unique(subject)) >= 30 and set(session) == {'A', 'B'} and chunks is None
+
+
+@pytest.fixture(scope='module')
+def regions(scored):
+    """(images, labels, probs, embeddings): 420 faces labelled by the nearest of seven embedding directions."""
+    model = EmotionModel(default_model_path(), num_threads=1)
+    images = scored[0][:420]
+    probs, e = model.predict_with_embedding(images)
+    unit = e / np.linalg.norm(e, axis=1, keepdims=True)
+    centred = unit - unit.mean(0)
+    centres = centred[np.random.default_rng(1).choice(len(images), C, replace=False)]
+    labels = (centred @ centres.T).argmax(1)
+    assert np.bincount(labels, minlength=C).min() >= 10, 'every class must have faces'
+    return images, labels, probs, e
+
+
+def test_prototypes_win_where_the_classes_are_regions_of_the_embedding(tmp_path, monkeypatch, capsys, regions):
+    """Labels by the nearest of seven embedding directions: no map on the log-probabilities recovers them,
+    class prototypes do; the file carries them and scores through evaluate --calibration as fitted."""
+    images, labels, probs, e = regions
+    model = EmotionModel(default_model_path(), num_threads=1)
+    data = write_npz(tmp_path / 'faces.npz', images, labels, subject=[f'p{i % 6}' for i in range(len(labels))])
+    out = tmp_path / 'cal.json'
+    rc, stdout, stderr = calibrate(monkeypatch, capsys, '--data', data, '--out', out)
+    assert rc == 0, stderr
+    doc = json.loads(out.read_text())
+    assert doc['method'] == 'prototypes' and 'with prototypes (alpha ' in stdout, doc['cv']
+    assert {c['method'] for c in doc['cv']['candidates']} >= set(METHODS) | {'prototypes', 'identity'}
+    maps = max(c['accuracy'] for c in doc['cv']['candidates'] if c['method'] != 'prototypes')
+    assert doc['cv']['accuracy'] > maps, doc['cv']
+    assert np.asarray(doc['parameters']['prototypes']).shape == (C, model.embedding_dim)
+    cal = load_calibration(out, default_model_path(), CLASSES, model.embedding_dim)
+    after = (cal.apply(probs, e).argmax(1) == labels).mean()
+    assert after >= (probs.argmax(1) == labels).mean() + 0.3
+    assert main(['evaluate', '--data', str(data), '--json', '--calibration', str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)['accuracy'] == pytest.approx(after, abs=1e-9)
+
+
+def test_prototypes_do_not_compete_when_the_folds_are_not_people(tmp_path, monkeypatch, capsys, learnable):
+    images, labels = learnable
+    data = write_npz(tmp_path / 'faces.npz', images, labels)   # no subjects: folds by image
+    out = tmp_path / 'cal.json'
+    assert calibrate(monkeypatch, capsys, '--data', data, '--out', out)[0] == 0
+    doc = json.loads(out.read_text())
+    assert doc['cv']['folds_by'] == 'image' and 'prototypes' not in {c['method'] for c in doc['cv']['candidates']}
+
+
+def test_one_recorder_folder_per_person_folds_by_person(tmp_path, monkeypatch, capsys, regions):
+    """`--data alice=DIR --data bob=DIR --data DIR`: the household recorded one folder per person; the folds are
+    by person (named, or the folder's name), so prototypes compete; one person twice is refused."""
+    images, labels, _, _ = regions
+    folders = [tmp_path / name for name in ('a', 'b', 'carol')]
+    for k, folder in enumerate(folders):
+        writer = DatasetWriter(folder)
+        for i in range(k, len(labels), 3):
+            writer.save(images[i], CLASSES[labels[i]])
+    out = tmp_path / 'cal.json'
+    rc, stdout, stderr = calibrate(monkeypatch, capsys, '--data', f'alice={folders[0]}', '--data',
+                                   f'bob={folders[1]}', '--data', folders[2], '--out', out)
+    assert rc == 0, stderr
+    assert '3 folds by subject' in stdout and 'optimistic' not in stderr
+    doc = json.loads(out.read_text())
+    assert doc['data']['path'] == [f'alice={folders[0]}', f'bob={folders[1]}', str(folders[2])]
+    assert doc['data']['n'] == len(labels) and doc['cv']['folds_by'] == 'subject' and doc['method'] == 'prototypes'
+    rc, _, stderr = calibrate(monkeypatch, capsys, '--data', f'alice={folders[0]}', '--data', f'alice={folders[1]}',
+                              '--out', tmp_path / 'twice.json')
+    assert rc == 2 and 'name the same person' in stderr and not (tmp_path / 'twice.json').exists()

@@ -2,8 +2,10 @@
 people by `emotion-train calibrate` (docs/calibration.md). Load, check against the running model, apply.
 
 calibrated = softmax(W · log(p) + b), with W = I (bias), t·I (temperature + bias), diag (vector) or a
-full C x C matrix. The file names the model it was fitted for by sha256; any other model is refused,
-because a map fitted to one network's scores means nothing for another's.
+full C x C matrix; `prototypes` adds alpha · cos(embedding, P_c), P_c the unit mean embedding of class c
+among the calibration faces (the network's embedding: core/emotion/embedding.py). The file names the model
+it was fitted for by sha256; any other model is refused, because a map fitted to one network's scores means
+nothing for another's.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import numpy as np
 from emotion_ros.core.emotion.labels import canonical_label
 
 FORMAT = 'emotion_ros.calibration/1'
-METHODS = ('identity', 'bias', 'temperature_bias', 'vector', 'matrix')
+METHODS = ('identity', 'bias', 'temperature_bias', 'vector', 'matrix', 'prototypes')
+MAX_ALPHA = 1000.0
+MAX_EMBEDDING_DIM = 4096
 LOG_FLOOR = 1e-6   # int8 models give exact zeros; log(0) would be -inf
 MAX_FILE_BYTES = 1 << 20
 
@@ -53,24 +57,39 @@ class Calibration:
     model_sha256: tuple         # every export (int8/float32) of the model it was fitted for
     path: str = ''
     sha256: str = ''            # of the file itself
+    alpha: float = 0.0
+    prototypes: np.ndarray | None = None   # (C, D) unit vectors, method `prototypes` only
+
+    @property
+    def needs_embedding(self) -> bool:
+        return self.prototypes is not None
 
     @property
     def describe(self) -> str:
         """`path (method, sha 1a2b3c4d)` for logs and diagnostics."""
         return f'{self.path} ({self.method}, sha {self.sha256[:8]})'
 
-    def apply(self, probs: np.ndarray) -> np.ndarray:
-        """(N, C) probabilities -> calibrated (N, C) float32; an all-NaN (unscored) row stays all-NaN."""
+    def apply(self, probs: np.ndarray, embedding: np.ndarray | None = None) -> np.ndarray:
+        """(N, C) probabilities (and (N, D) embeddings where `needs_embedding`) -> calibrated (N, C) float32;
+        an all-NaN (unscored) row stays all-NaN."""
         probs = np.asarray(probs)
         if len(probs) == 0:
             return probs.astype(np.float32)
         bad = ~np.all(np.isfinite(probs), axis=1)
-        out = softmax(log_probs(np.where(bad[:, None], 1.0, probs)) @ self.weight.T + self.bias).astype(np.float32)
+        z = log_probs(np.where(bad[:, None], 1.0, probs)) @ self.weight.T + self.bias
+        if self.prototypes is not None:
+            if embedding is None or np.shape(embedding) != (len(probs), self.prototypes.shape[1]):
+                raise ValueError(f'{self.path}: needs the model\'s {self.prototypes.shape[1]}-d embedding of each face')
+            e = np.asarray(embedding, np.float64)
+            bad |= ~np.all(np.isfinite(e), axis=1)
+            z = z + self.alpha * cosine_to(np.where(bad[:, None], 0.0, e), self.prototypes)
+        out = softmax(z).astype(np.float32)
         out[bad] = np.nan
         return out
 
-    def check_model(self, model_path, labels) -> None:
-        """CalibrationError unless this file was fitted for exactly this model file and label order."""
+    def check_model(self, model_path, labels, embedding_dim: int | None = None) -> None:
+        """CalibrationError unless this file was fitted for exactly this model file and label order (and, for
+        prototypes, the loaded model gives an embedding of their size: `embedding_dim`, None = not checked)."""
         sha = file_sha256(model_path)
         if sha not in self.model_sha256:
             raise CalibrationError(f'{self.path} was fitted for another model (sha256 {self.model_sha256[0][:12]}), '
@@ -79,6 +98,16 @@ class Calibration:
         labels = tuple(canonical_label(x) for x in labels)
         if labels != self.classes:
             raise CalibrationError(f'{self.path}: classes {list(self.classes)} differ from the model\'s {list(labels)}')
+        if self.prototypes is not None and embedding_dim is not None and embedding_dim != self.prototypes.shape[1]:
+            raise CalibrationError(f'{self.path}: its prototypes need the model\'s {self.prototypes.shape[1]}-d '
+                                   f'embedding; the loaded {Path(model_path).name} gives '
+                                   f'{embedding_dim or "none"}')
+
+
+def cosine_to(embedding: np.ndarray, unit_prototypes: np.ndarray) -> np.ndarray:
+    """(N, C) cosine of each embedding to each (unit) prototype; a zero embedding scores 0."""
+    e = np.asarray(embedding, np.float64)
+    return (e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-9)) @ unit_prototypes.T
 
 
 def _matrix(value, shape, what, path):
@@ -111,11 +140,27 @@ def parse_calibration(doc: dict, path: str = '<memory>', sha256: str = '') -> Ca
     shas = model.get('sha256_any_of') or [model.get('sha256')]
     if not isinstance(shas, list) or not all(isinstance(s, str) and len(s) == 64 for s in shas):
         raise CalibrationError(f'{path}: model.sha256 is missing or malformed')
-    return Calibration(method, weight, bias, tuple(canonical_label(x) for x in classes), tuple(shas), str(path), sha256)
+    alpha, prototypes = 0.0, None
+    if method == 'prototypes':
+        alpha = params.get('alpha')
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= MAX_ALPHA:
+            raise CalibrationError(f'{path}: parameters.alpha must be a number in [0, {MAX_ALPHA:g}]')
+        rows = params.get('prototypes')
+        dim = len(rows[0]) if isinstance(rows, list) and rows and isinstance(rows[0], list) else 0
+        if not 1 <= dim <= MAX_EMBEDDING_DIM:
+            raise CalibrationError(f'{path}: parameters.prototypes must be {c} rows of 1..{MAX_EMBEDDING_DIM} numbers')
+        prototypes = _matrix(rows, (c, dim), 'parameters.prototypes', path)
+        norms = np.linalg.norm(prototypes, axis=1)
+        if not np.all(norms > 1e-6):
+            raise CalibrationError(f'{path}: parameters.prototypes holds a zero row')
+        prototypes = prototypes / norms[:, None]
+    return Calibration(method, weight, bias, tuple(canonical_label(x) for x in classes), tuple(shas), str(path),
+                       sha256, float(alpha), prototypes)
 
 
-def load_calibration(path, model_path=None, labels=None) -> Calibration:
-    """Read and check a calibration file; with `model_path` also that it belongs to that model."""
+def load_calibration(path, model_path=None, labels=None, embedding_dim: int | None = None) -> Calibration:
+    """Read and check a calibration file; with `model_path` also that it belongs to that model (and its
+    embedding, Calibration.check_model)."""
     path = Path(path).expanduser()
     try:
         if not path.is_file():
@@ -128,5 +173,5 @@ def load_calibration(path, model_path=None, labels=None) -> Calibration:
         raise CalibrationError(f'calibration file {path}: {exc.__class__.__name__}: {exc}') from exc
     cal = parse_calibration(doc, str(path), hashlib.sha256(data).hexdigest())
     if model_path is not None:
-        cal.check_model(model_path, labels if labels is not None else cal.classes)
+        cal.check_model(model_path, labels if labels is not None else cal.classes, embedding_dim)
     return cal

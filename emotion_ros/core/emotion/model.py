@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_ros.core.emotion.embedding import EmbeddingUnavailable, with_embedding_output
 from emotion_ros.core.emotion.labels import canonical_label
 
 INPUT_SIZE = 48
@@ -159,10 +160,13 @@ class EmotionModel:
     """A loaded classifier. Not thread-safe: give each thread its own instance.
 
     predict() resizes the interpreter's input for the batch (kept until a different batch size comes)
-    and splits batches larger than `max_batch` so memory stays bounded.
+    and splits batches larger than `max_batch` so memory stays bounded. With `embedding` (the default) the
+    network's embedding is a second output where the model has one (core/emotion/embedding.py):
+    predict_with_embedding() returns it, `embedding_dim` is its size (0: none, `embedding_note` says why).
     """
 
-    def __init__(self, model_path, labels_path=None, num_threads: int = 2, max_batch: int = 64):
+    def __init__(self, model_path, labels_path=None, num_threads: int = 2, max_batch: int = 64,
+                 embedding: bool = True):
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelLoadError(f'model file {self.path} does not exist')
@@ -177,6 +181,13 @@ class EmotionModel:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise ModelLoadError(f'LiteRT is not installed (pip install ai-edge-litert): {exc}') from exc
+        self._emb, self.embedding_dim, self.embedding_note = None, 0, 'not asked for'
+        content = None
+        if embedding:
+            try:
+                content, emb_index = with_embedding_output(self.path.read_bytes())
+            except (EmbeddingUnavailable, OSError) as exc:
+                self.embedding_note = str(exc)
         try:
             self._interp = Interpreter(model_path=str(self.path), num_threads=int(num_threads))
             self._interp.allocate_tensors()
@@ -187,6 +198,8 @@ class EmotionModel:
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelLoadError(f'{self.path}: expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}')
         self._in, self._out = inputs[0], outputs[0]
+        if content is not None:
+            self._load_with_embedding(content, emb_index, int(num_threads))
         shape = tuple(int(s) for s in self._in['shape'])
         if shape[1:] not in ((INPUT_SIZE, INPUT_SIZE, 1), (INPUT_SIZE, INPUT_SIZE)):
             raise ModelLoadError(f'{self.path}: input shape {shape}, expected (N, 48, 48, 1) or (N, 48, 48)')
@@ -196,6 +209,24 @@ class EmotionModel:
             raise ModelLoadError(f'{self.path}: model outputs {out_shape[-1]} classes but {lpath.name} lists '
                                  f'{len(self._labels)} labels')
         self._batch = shape[0]
+
+    def _load_with_embedding(self, content: bytes, emb_index: int, num_threads: int) -> None:
+        """Swap in the interpreter with the embedding output; on any doubt keep the plain one (and say why)."""
+        from ai_edge_litert.interpreter import Interpreter
+        try:
+            interp = Interpreter(model_content=content, num_threads=num_threads)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            self.embedding_note = f'the model with its embedding as output does not load: {exc}'
+            return
+        details = {d['index']: d for d in interp.get_output_details()}
+        emb = details.get(emb_index)
+        if emb is None or self._out['index'] not in details or len(emb['shape']) != 2:
+            self.embedding_note = 'the embedding is not a (N, D) output'
+            return
+        self._interp, self._out, self._emb = interp, details[self._out['index']], emb
+        self._in = interp.get_input_details()[0]
+        self.embedding_dim, self.embedding_note = int(emb['shape'][1]), ''
 
     @property
     def labels(self) -> tuple:
@@ -214,12 +245,16 @@ class EmotionModel:
         return np.clip(np.round(x.astype(np.float32) / scale + zero), info.min, info.max).astype(dtype)
 
     def _from_output(self, y: np.ndarray) -> np.ndarray:
-        if self._out['dtype'] == np.float32:
+        return self._dequantize(y, self._out)
+
+    @staticmethod
+    def _dequantize(y: np.ndarray, details) -> np.ndarray:
+        if details['dtype'] == np.float32:
             return y.astype(np.float32, copy=True)
-        scale, zero = self._out['quantization']
+        scale, zero = details['quantization']
         return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
 
-    def _run(self, chunk: np.ndarray) -> np.ndarray:
+    def _run(self, chunk: np.ndarray, with_embedding: bool = False):
         n = len(chunk)
         if n != self._batch:
             self._interp.resize_tensor_input(self._in['index'], (n,) + self._in_shape)
@@ -227,8 +262,10 @@ class EmotionModel:
             self._batch = n
         self._interp.set_tensor(self._in['index'], self._to_input(chunk.reshape((n,) + self._in_shape)))
         self._interp.invoke()
-        raw = self._from_output(self._interp.get_tensor(self._out['index']))
-        return normalise_scores(raw)
+        probs = normalise_scores(self._from_output(self._interp.get_tensor(self._out['index'])))
+        if not with_embedding:
+            return probs
+        return probs, self._dequantize(self._interp.get_tensor(self._emb['index']), self._emb)
 
     def predict(self, crops) -> np.ndarray:
         """uint8 crops (N, 48, 48) (or (N, 48, 48, 1), or one (48, 48)) -> float32 (N, C) probabilities.
@@ -236,6 +273,23 @@ class EmotionModel:
         A row the model could not score (NaN/inf or all-zero output) comes back all-NaN: select the
         usable rows with `scored_rows` before comparing or publishing them.
         """
+        x = self._crops(crops)
+        if len(x) == 0:
+            return np.zeros((0, self.num_classes), np.float32)
+        return np.concatenate([self._run(x[i:i + self.max_batch]) for i in range(0, len(x), self.max_batch)])
+
+    def predict_with_embedding(self, crops) -> tuple:
+        """(probabilities (N, C), embeddings (N, embedding_dim)) float32; ValueError where the model has none."""
+        if self._emb is None:
+            raise ValueError(f'{self.path.name} exposes no embedding: {self.embedding_note}')
+        x = self._crops(crops)
+        if len(x) == 0:
+            return np.zeros((0, self.num_classes), np.float32), np.zeros((0, self.embedding_dim), np.float32)
+        parts = [self._run(x[i:i + self.max_batch], True) for i in range(0, len(x), self.max_batch)]
+        return np.concatenate([p for p, _ in parts]), np.concatenate([e for _, e in parts])
+
+    @staticmethod
+    def _crops(crops) -> np.ndarray:
         x = np.asarray(crops)
         if x.dtype != np.uint8:
             raise ValueError(f'crops must be uint8 (use emotion_ros.core.faces.crop.crop_face), got {x.dtype}')
@@ -245,6 +299,4 @@ class EmotionModel:
             x = x[..., 0]
         if x.ndim != 3 or x.shape[1:] != (INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f'crops must be (N, 48, 48), got {x.shape}')
-        if len(x) == 0:
-            return np.zeros((0, self.num_classes), np.float32)
-        return np.concatenate([self._run(x[i:i + self.max_batch]) for i in range(0, len(x), self.max_batch)])
+        return x

@@ -56,9 +56,12 @@ class EmotionPipeline:
         crops = np.asarray(crops)
         if len(crops) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        probs = self.model.predict(crops)
         calibration = self.calibration   # read once: a runtime swap lands between frames
-        return probs if calibration is None else calibration.apply(probs)
+        if calibration is None:
+            return self.model.predict(crops)
+        if calibration.needs_embedding:
+            return calibration.apply(*self.model.predict_with_embedding(crops))
+        return calibration.apply(self.model.predict(crops))
 
     def process(self, image: np.ndarray, boxes, track_ids=None, t: float = float('nan'),
                 margin: float = DEFAULT_MARGIN, display=str) -> FrameResult:
