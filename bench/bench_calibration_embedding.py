@@ -33,7 +33,7 @@ from bench_calibration import KDEF, _kdef_faces, _trial  # noqa: E402
 from machine import cpu_kind, machine_info, write_results  # noqa: E402
 
 from emotion_ros.core.emotion.calibration import cosine_to, file_sha256, log_probs, softmax  # noqa: E402
-from emotion_ros.core.emotion.model import EmotionModel, resolve_model_path  # noqa: E402
+from emotion_ros.core.emotion.model import EmotionModel, quantize_input, resolve_model_path  # noqa: E402
 from emotion_ros.training.calibrate import class_prototypes, fold_groups  # noqa: E402
 
 HEAD_LAMBDAS = (0.003, 0.01, 0.03, 0.1)
@@ -54,11 +54,7 @@ def embed(model_path, images: np.ndarray):
     head = next(o for o in it._get_ops_details() if o['op_name'] == 'FULLY_CONNECTED' and pool['index'] in o['inputs'])
     it.resize_tensor_input(inp['index'], (len(images), 48, 48, 1))
     it.allocate_tensors()
-    x = images[..., None].astype(np.float32)
-    if inp['dtype'] != np.float32:
-        scale, zero = inp['quantization']
-        x = np.clip(np.round(x / scale + zero), -128, 127).astype(inp['dtype'])
-    it.set_tensor(inp['index'], x)
+    it.set_tensor(inp['index'], quantize_input(images[..., None], inp))
     it.invoke()
 
     def value(t):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emotion_ros.core.emotion.embedding import EmbeddingUnavailable, find_embedding, with_embedding_output
-from emotion_ros.core.emotion.model import EmotionModel, default_model_path
+from emotion_ros.core.emotion.model import EmotionModel, default_model_path, quantize_input
 
 MODELS = default_model_path().parent
 SINGLE = {'emotion': 256, 'emotion_fast': 256, 'emotion_small': 160, 'emotion_small.float32': 160}
@@ -30,11 +30,7 @@ def reference_embedding(path, x):
     inp = it.get_input_details()[0]
     it.resize_tensor_input(inp['index'], (len(x), 48, 48, 1))
     it.allocate_tensors()
-    v = x[..., None].astype(np.float32)
-    if inp['dtype'] != np.float32:
-        scale, zero = inp['quantization']
-        v = np.clip(np.round(v / scale + zero), -128, 127).astype(inp['dtype'])
-    it.set_tensor(inp['index'], v)
+    it.set_tensor(inp['index'], quantize_input(x[..., None], inp))
     it.invoke()
     t = next(d for d in it.get_tensor_details() if d['index'] == emb_id)
     raw = it.get_tensor(emb_id).astype(np.float64)

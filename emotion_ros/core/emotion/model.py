@@ -156,6 +156,16 @@ def scored_rows(probs: np.ndarray) -> np.ndarray:
     return np.all(np.isfinite(np.asarray(probs)), axis=1)
 
 
+def quantize_input(x: np.ndarray, details) -> np.ndarray:
+    """Pixels 0..255 -> the input tensor's dtype (`details`: a LiteRT input detail), rounded and clipped."""
+    dtype = details['dtype']
+    if dtype == np.float32:
+        return x.astype(np.float32)
+    scale, zero = details['quantization']
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x.astype(np.float32) / scale + zero), info.min, info.max).astype(dtype)
+
+
 class EmotionModel:
     """A loaded classifier. Not thread-safe: give each thread its own instance.
 
@@ -182,24 +192,20 @@ class EmotionModel:
         except ImportError as exc:
             raise ModelLoadError(f'LiteRT is not installed (pip install ai-edge-litert): {exc}') from exc
         self._emb, self.embedding_dim, self.embedding_note = None, 0, 'not asked for'
-        content = None
         if embedding:
+            self._load_with_embedding(Interpreter, int(num_threads))
+        if self._emb is None:
             try:
-                content, emb_index = with_embedding_output(self.path.read_bytes())
-            except (EmbeddingUnavailable, OSError) as exc:
-                self.embedding_note = str(exc)
-        try:
-            self._interp = Interpreter(model_path=str(self.path), num_threads=int(num_threads))
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            raise ModelLoadError(f'{self.path} is not a usable TFLite model: {reason}') from exc
-        inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelLoadError(f'{self.path}: expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}')
-        self._in, self._out = inputs[0], outputs[0]
-        if content is not None:
-            self._load_with_embedding(content, emb_index, int(num_threads))
+                self._interp = Interpreter(model_path=str(self.path), num_threads=int(num_threads))
+                self._interp.allocate_tensors()
+            except (ValueError, RuntimeError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+                raise ModelLoadError(f'{self.path} is not a usable TFLite model: {reason}') from exc
+            inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
+            if len(inputs) != 1 or len(outputs) != 1:
+                raise ModelLoadError(f'{self.path}: expected 1 input and 1 output, got {len(inputs)} and '
+                                     f'{len(outputs)}')
+            self._in, self._out = inputs[0], outputs[0]
         shape = tuple(int(s) for s in self._in['shape'])
         if shape[1:] not in ((INPUT_SIZE, INPUT_SIZE, 1), (INPUT_SIZE, INPUT_SIZE)):
             raise ModelLoadError(f'{self.path}: input shape {shape}, expected (N, 48, 48, 1) or (N, 48, 48)')
@@ -210,22 +216,22 @@ class EmotionModel:
                                  f'{len(self._labels)} labels')
         self._batch = shape[0]
 
-    def _load_with_embedding(self, content: bytes, emb_index: int, num_threads: int) -> None:
-        """Swap in the interpreter with the embedding output; on any doubt keep the plain one (and say why)."""
-        from ai_edge_litert.interpreter import Interpreter
+    def _load_with_embedding(self, interpreter, num_threads: int) -> None:
+        """The interpreter with the embedding as second output; on any doubt none is set (the caller loads the
+        plain file) and `embedding_note` says why."""
         try:
-            interp = Interpreter(model_content=content, num_threads=num_threads)
+            content, emb_index = with_embedding_output(self.path.read_bytes())
+            interp = interpreter(model_content=content, num_threads=num_threads)
             interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            self.embedding_note = f'the model with its embedding as output does not load: {exc}'
+        except (EmbeddingUnavailable, OSError, ValueError, RuntimeError) as exc:
+            self.embedding_note = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             return
-        details = {d['index']: d for d in interp.get_output_details()}
-        emb = details.get(emb_index)
-        if emb is None or self._out['index'] not in details or len(emb['shape']) != 2:
-            self.embedding_note = 'the embedding is not a (N, D) output'
+        inputs, outputs = interp.get_input_details(), {d['index']: d for d in interp.get_output_details()}
+        emb = outputs.pop(emb_index, None)
+        if len(inputs) != 1 or len(outputs) != 1 or emb is None or len(emb['shape']) != 2:
+            self.embedding_note = 'the embedding is not a (N, D) output beside the probabilities'
             return
-        self._interp, self._out, self._emb = interp, details[self._out['index']], emb
-        self._in = interp.get_input_details()[0]
+        self._interp, self._in, self._out, self._emb = interp, inputs[0], next(iter(outputs.values())), emb
         self.embedding_dim, self.embedding_note = int(emb['shape'][1]), ''
 
     @property
@@ -237,12 +243,7 @@ class EmotionModel:
         return len(self._labels)
 
     def _to_input(self, x: np.ndarray) -> np.ndarray:
-        dtype = self._in['dtype']
-        if dtype == np.float32:
-            return x.astype(np.float32)
-        scale, zero = self._in['quantization']
-        info = np.iinfo(dtype)
-        return np.clip(np.round(x.astype(np.float32) / scale + zero), info.min, info.max).astype(dtype)
+        return quantize_input(x, self._in)
 
     def _from_output(self, y: np.ndarray) -> np.ndarray:
         return self._dequantize(y, self._out)
